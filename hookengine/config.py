@@ -1,0 +1,147 @@
+"""Settings: the one table of every setting and limit, and the order they are read in."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from dotenv import dotenv_values
+
+from hookengine.errors import ConfigError
+
+PREFIX = "HOOKENGINE_"
+
+
+def as_bool(name: str, value: str) -> bool:
+    """Parse a boolean setting, naming the key when the value is not one."""
+    lowered = str(value).strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{PREFIX}{name} has value {value!r}. Not a valid boolean.")
+
+
+def as_int(name: str, value: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{PREFIX}{name} has value {value!r}. Not a valid int.") from None
+
+
+def as_float(name: str, value: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{PREFIX}{name} has value {value!r}. Not a valid number.") from None
+
+
+def as_str(name: str, value: str) -> str:
+    return str(value)
+
+
+def as_list(name: str, value: str | list) -> list[str]:
+    """Comma-separated list; blanks dropped."""
+    if isinstance(value, list):
+        return value
+    return [item.strip() for item in str(value).split(",") if item.strip()]
+
+
+def as_host_map(name: str, value: str | dict) -> dict[str, str]:
+    """`host=url,host=url` -> {host: url}; every url must be http(s)://host[:port]."""
+    if isinstance(value, dict):
+        return value
+    mapping = {}
+    for item in as_list(name, value):
+        host, sep, url = item.partition("=")
+        if not sep or not host.strip() or not url.strip().startswith(("http://", "https://")):
+            raise ConfigError(
+                f"{PREFIX}{name} entry {item!r} is not host=http(s)://target[:port], "
+                "e.g. api.twilio.com=http://127.0.0.1:4010"
+            )
+        mapping[host.strip().lower()] = url.strip().rstrip("/")
+    return mapping
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    cast: Callable[[str, Any], Any]
+    help: str
+
+
+# Every setting and limit, with its default. The README's settings table lists each one and
+# tests/test_docs.py fails when a row is missing. Environment: HOOKENGINE_<NAME>.
+SETTINGS = (
+    Setting("DATA_DIR", "hookengine-data", as_str,
+            "Directory for the SQLite database, the key file and the zygote socket."),
+    Setting("SECRET_KEY", "", as_str,
+            "Fernet key that encrypts hook secrets at rest. Empty: a key file `secret.key` "
+            "(mode 0600) is created in the data directory."),
+    Setting("TIMEOUT_SECONDS", 20.0, as_float,
+            "Wall-clock limit of one execution (Auth0's webtask limit is about 20 s)."),
+    Setting("CPU_SECONDS", 10, as_int,
+            "CPU-time limit of one execution (RLIMIT_CPU, soft = hard)."),
+    Setting("MEMORY_MB", 256, as_int,
+            "Memory a hook may allocate on top of the preloaded runtime (RLIMIT_AS)."),
+    Setting("MAX_OUTPUT_BYTES", 65536, as_int,
+            "Printed bytes kept per execution; the rest is dropped behind a truncation marker."),
+    Setting("MAX_RESULT_BYTES", 65536, as_int,
+            "Largest JSON result (or error) a hook may return."),
+    Setting("MAX_SCRIPT_BYTES", 102400, as_int, "Largest hook script (Auth0 Actions: 100 kB)."),
+    Setting("MAX_AST_DEPTH", 100, as_int, "Deepest syntax nesting a hook script may have."),
+    Setting("MAX_SECRETS", 20, as_int, "Secrets per hook (as Auth0)."),
+    Setting("MAX_SECRET_BYTES", 8192, as_int,
+            "Largest secret value (a PEM private key fits)."),
+    Setting("MAX_BODY_BYTES", 1048576, as_int,
+            "Largest request body the API reads; larger bodies get 413 before being read."),
+    Setting("MAX_OPEN_FILES", 64, as_int, "Open descriptors per execution (RLIMIT_NOFILE)."),
+    Setting("MAX_FILE_BYTES", 1048576, as_int,
+            "Largest file a hook may write in its private directory (RLIMIT_FSIZE)."),
+    Setting("SANDBOX_UID", 61000, as_int,
+            "First uid/gid of the unprivileged users hook processes run as when the engine "
+            "runs as root (one per concurrent execution, from a range of 1000)."),
+    Setting("ALLOWED_PACKAGES", "twilio,vonage,requests", as_list,
+            "Packages hooks may declare and import (must be installed)."),
+    Setting("EGRESS_ALLOW", "", as_list,
+            "Extra hosts (`*.example.com` allowed) or CIDRs hooks may connect to."),
+    Setting("HOST_MAP", "", as_host_map,
+            "`host=url,...`: send a provider host to another base URL (e.g. a local stand-in)."),
+    Setting("SECCOMP", True, as_bool,
+            "Load a seccomp filter in hook processes when libseccomp is available."),
+    Setting("RETENTION_DAYS", 10, as_int,
+            "Executions older than this are deleted (Auth0 keeps execution logs 10 days)."),
+    Setting("EXECUTIONS_PER_HOOK_LOGS", 50, as_int,
+            "Recent executions whose lines `GET /hooks/{id}/logs` returns."),
+    Setting("SERVER_THREADS", 16, as_int, "Worker threads of the WSGI server."),
+    Setting("LOG_LEVEL", "INFO", as_str, "Engine log level (the engine's own log, not hooks')."),
+)
+
+BY_NAME = {setting.name: setting for setting in SETTINGS}
+
+
+def load_settings(overrides: dict | None = None, env_file: str | os.PathLike | None = ".env",
+                  environ: dict | None = None) -> dict[str, Any]:
+    """Read settings: defaults, then a `.env` file, then the environment, then overrides.
+
+    The environment wins over `.env` (python-dotenv's rule: a file never overrides a variable that
+    is set), and `overrides` (tests, CLI flags) win over both.
+    """
+    environ = os.environ if environ is None else environ
+    raw: dict[str, Any] = {s.name: s.default for s in SETTINGS}
+    if env_file and Path(env_file).is_file():
+        raw.update(_prefixed(dotenv_values(env_file)))
+    raw.update(_prefixed(environ))
+    raw.update({k.removeprefix(PREFIX): v for k, v in (overrides or {}).items()})
+    unknown = sorted(set(raw) - set(BY_NAME))
+    if unknown:
+        raise ConfigError(f"Unknown setting(s): {', '.join(PREFIX + u for u in unknown)}")
+    return {name: BY_NAME[name].cast(name, value) for name, value in raw.items()}
+
+
+def _prefixed(values: dict) -> dict[str, Any]:
+    return {k[len(PREFIX):]: v for k, v in values.items()
+            if k.startswith(PREFIX) and v is not None and k[len(PREFIX):] in BY_NAME}

@@ -1,0 +1,151 @@
+"""The engine's one error hierarchy, rendered as Auth0's JSON error body in one place."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+
+class HookEngineError(Exception):
+    """Base of every error the engine reports; `status_code` is the HTTP status it maps to."""
+
+    status_code = 500
+    error_code = "internal_error"
+
+    def __init__(self, message: str, *, errors: list[str] | None = None,
+                 error_code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.errors = errors or []
+        if error_code:
+            self.error_code = error_code
+
+    def to_dict(self) -> dict:
+        """Auth0's error body: {statusCode, error, message, errorCode} (+ errors when listed)."""
+        body = {
+            "statusCode": self.status_code,
+            "error": HTTPStatus(self.status_code).phrase,
+            "message": self.message,
+            "errorCode": self.error_code,
+        }
+        if self.errors:
+            body["errors"] = self.errors
+        return body
+
+
+class BadRequest(HookEngineError):
+    status_code = 400
+    error_code = "invalid_body"
+
+
+class InvalidQuery(BadRequest):
+    error_code = "invalid_query_string"
+
+
+class ValidationError(BadRequest):
+    """Every problem found, not just the first: `errors` lists them ("Line N: ...")."""
+
+    def __init__(self, message: str, errors: list[str] | None = None, **kwargs):
+        if errors:
+            message = f"{message}: " + "; ".join(errors)
+        super().__init__(message, errors=errors, **kwargs)
+
+
+class Unauthorized(HookEngineError):
+    status_code = 401
+    error_code = "invalid_token"
+
+
+class Forbidden(HookEngineError):
+    status_code = 403
+    error_code = "insufficient_scope"
+
+
+class NotFound(HookEngineError):
+    status_code = 404
+    error_code = "inexistent_resource"
+
+
+class MethodNotAllowed(HookEngineError):
+    status_code = 405
+    error_code = "method_not_allowed"
+
+
+class Conflict(HookEngineError):
+    status_code = 409
+    error_code = "conflict"
+
+
+class PayloadTooLarge(HookEngineError):
+    status_code = 413
+    error_code = "payload_too_large"
+
+
+class UnsupportedMediaType(HookEngineError):
+    status_code = 415
+    error_code = "unsupported_media_type"
+
+
+class ServiceUnavailable(HookEngineError):
+    """The engine cannot serve right now (disk full, database locked); nothing was changed."""
+
+    status_code = 503
+    error_code = "service_unavailable"
+
+
+class ConfigError(HookEngineError):
+    """A setting has a value the engine cannot use; raised at start, never mid-request."""
+
+
+def register_error_handlers(app) -> None:
+    """Render HookEngineError, werkzeug's HTTP errors and unexpected faults as Auth0 JSON."""
+    import sqlite3
+
+    from werkzeug.exceptions import HTTPException
+
+    def render(error: HookEngineError):
+        return error.to_dict(), error.status_code
+
+    def render_http(error: HTTPException):
+        mapped = {404: NotFound, 405: MethodNotAllowed, 413: PayloadTooLarge,
+                  415: UnsupportedMediaType}.get(error.code)
+        if mapped is None:
+            engine_error = HookEngineError(error.description or "")
+            engine_error.status_code = error.code or 500
+            engine_error.error_code = (HTTPStatus(engine_error.status_code).phrase
+                                       .lower().replace(" ", "_"))
+        else:
+            engine_error = mapped(_http_message(error))
+        response = render(engine_error)
+        if error.code == 405 and getattr(error, "valid_methods", None):
+            return response[0], response[1], {"Allow": ", ".join(error.valid_methods)}
+        return response
+
+    def render_database(error: sqlite3.OperationalError):
+        # A full disk or a database locked past the busy timeout: the transaction rolled back,
+        # so the client may retry. Any other operational error is a fault (500).
+        text = str(error).lower()
+        if "locked" in text or "busy" in text or "full" in text or "disk i/o" in text:
+            app.logger.warning("Database unavailable: %s", error)
+            return render(ServiceUnavailable(
+                "The database is unavailable (%s); nothing was changed, retry later." % error))
+        return render_unexpected(error)
+
+    def render_unexpected(error: Exception):
+        # The stack goes to the engine's log, never into the response.
+        app.logger.exception("Unexpected error: %s", error)
+        return render(HookEngineError("An unexpected error occurred; see the engine log."))
+
+    app.register_error_handler(HookEngineError, render)
+    app.register_error_handler(HTTPException, render_http)
+    app.register_error_handler(sqlite3.OperationalError, render_database)
+    app.register_error_handler(Exception, render_unexpected)
+
+
+def _http_message(error) -> str:
+    if error.code == 404:
+        return "Not Found: no such route. The API lives under /api/v2 (see /api/v2/openapi.json)."
+    if error.code == 405:
+        return f"Method not allowed; this route accepts {', '.join(error.valid_methods or [])}."
+    if error.code == 413:
+        return "Request body too large."
+    return error.description or HTTPStatus(error.code).phrase

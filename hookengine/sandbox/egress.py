@@ -1,0 +1,140 @@
+"""The network layer: outbound connections only to allowed hosts, checked after DNS."""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import socket
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+# API hosts of the providers a hook may declare: the default egress allowlist.
+PROVIDER_HOSTS = {
+    "twilio": ("*.twilio.com",),
+    "vonage": ("api.nexmo.com", "rest.nexmo.com", "*.nexmo.com", "*.vonage.com"),
+}
+
+
+class EgressDenied(ConnectionRefusedError):
+    """A connection the egress policy refused; the message says which setting would allow it."""
+
+
+@dataclass
+class EgressPolicy:
+    allow_hosts: tuple[str, ...] = ()
+    allow_networks: tuple[str, ...] = ()
+    host_map: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def for_hook(cls, packages, extra_allow, host_map) -> "EgressPolicy":
+        """Allowlist of the declared providers plus HOOKENGINE_EGRESS_ALLOW (hosts or CIDRs)."""
+        hosts, networks = [], []
+        for package in packages:
+            hosts.extend(PROVIDER_HOSTS.get(package, ()))
+        for item in extra_allow:
+            try:
+                networks.append(str(ipaddress.ip_network(item, strict=False)))
+            except ValueError:
+                hosts.append(item.lower())
+        return cls(tuple(hosts), tuple(networks), dict(host_map))
+
+    def to_dict(self) -> dict:
+        return {"allow_hosts": list(self.allow_hosts),
+                "allow_networks": list(self.allow_networks), "host_map": self.host_map}
+
+
+class EgressGuard:
+    """Installed in the child: wraps name resolution, connect and requests' transport."""
+
+    def __init__(self, policy: EgressPolicy):
+        self.policy = policy
+        self.networks = [ipaddress.ip_network(n) for n in policy.allow_networks]
+        # Host-map targets are the operator's own choice, so they may be loopback or private.
+        self.mapped_targets = {urlsplit(u).hostname for u in policy.host_map.values()}
+        self.resolved: set[str] = set()
+        self.real_getaddrinfo = socket.getaddrinfo
+
+    def install(self) -> None:
+        guard = self
+        real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+        real_sendto = socket.socket.sendto
+
+        def getaddrinfo(host, port, *args, **kwargs):
+            return guard.resolve(host, port, *args, **kwargs)
+
+        def connect(sock, address):
+            guard.check_address(sock, address)
+            return real_connect(sock, address)
+
+        def connect_ex(sock, address):
+            guard.check_address(sock, address)
+            return real_connect_ex(sock, address)
+
+        def sendto(sock, data, *args):
+            guard.check_address(sock, args[-1])
+            return real_sendto(sock, data, *args)
+
+        socket.getaddrinfo = getaddrinfo
+        socket.socket.connect = connect
+        socket.socket.connect_ex = connect_ex
+        socket.socket.sendto = sendto
+        self._install_host_map()
+
+    def host_allowed(self, host: str) -> bool:
+        host = host.lower().rstrip(".")
+        return (host in self.policy.host_map or host in self.mapped_targets
+                or any(fnmatch.fnmatchcase(host, pattern) for pattern in self.policy.allow_hosts))
+
+    def resolve(self, host, port, *args, **kwargs):
+        name = host.decode() if isinstance(host, bytes) else str(host or "")
+        if not self.host_allowed(name) and not self._literal_allowed(name):
+            raise EgressDenied(f"connection to {name!r} refused: not on this hook's egress "
+                               "allowlist (the declared providers' API hosts and "
+                               "HOOKENGINE_EGRESS_ALLOW)")
+        results = self.real_getaddrinfo(host, port, *args, **kwargs)
+        allowed = [r for r in results if self._address_allowed(name, r[4][0])]
+        if not allowed:
+            raise EgressDenied(f"connection to {name!r} refused: it resolves only to loopback, "
+                               "private or link-local addresses (add them to "
+                               "HOOKENGINE_EGRESS_ALLOW to allow)")
+        self.resolved.update(r[4][0] for r in allowed)
+        return allowed
+
+    def check_address(self, sock, address) -> None:
+        if sock.family not in (socket.AF_INET, socket.AF_INET6):
+            raise EgressDenied(f"{socket.AddressFamily(sock.family).name} sockets are not "
+                               "available to hooks")
+        ip = address[0]
+        if ip not in self.resolved and not self._literal_allowed(ip):
+            raise EgressDenied(f"connection to {ip} refused: not resolved from an allowed host")
+
+    def _literal_allowed(self, text: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(text.split("%")[0])
+        except ValueError:
+            return False
+        return text in self.mapped_targets or any(ip in n for n in self.networks)
+
+    def _address_allowed(self, name: str, address: str) -> bool:
+        ip = ipaddress.ip_address(address.split("%")[0])
+        if any(ip in n for n in self.networks) or name in self.mapped_targets:
+            return True
+        return ip.is_global and not ip.is_multicast  # no loopback, private, metadata (169.254)
+
+    def _install_host_map(self) -> None:
+        """Send requests for a mapped host to its target, scheme included (https -> http)."""
+        if not self.policy.host_map:
+            return
+        from requests.adapters import HTTPAdapter
+
+        host_map, real_send = self.policy.host_map, HTTPAdapter.send
+
+        def send(adapter, request, *args, **kwargs):
+            parts = urlsplit(request.url)
+            target = host_map.get((parts.hostname or "").lower())
+            if target:
+                query = f"?{parts.query}" if parts.query else ""
+                request.url = f"{target}{parts.path}{query}"
+            return real_send(adapter, request, *args, **kwargs)
+
+        HTTPAdapter.send = send

@@ -1,0 +1,133 @@
+"""The process layer, applied in each forked child before the hook runs (and never undone)."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import logging
+import os
+import resource
+import tempfile
+from dataclasses import asdict, dataclass
+
+log = logging.getLogger(__name__)
+
+PR_SET_DUMPABLE = 4
+PR_SET_NO_NEW_PRIVS = 38
+MAX_FD = 4096
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-execution limits (the README's limits table documents each one)."""
+
+    timeout_seconds: float = 20.0      # wall clock, enforced by the zygote (parent)
+    cpu_seconds: int = 10              # RLIMIT_CPU: the kernel kills a CPU loop
+    memory_mb: int = 256               # RLIMIT_AS on top of the preloaded runtime
+    max_output_bytes: int = 65536      # printed bytes kept
+    max_result_bytes: int = 65536      # JSON result size
+    max_open_files: int = 64           # RLIMIT_NOFILE: descriptor exhaustion
+    max_file_bytes: int = 1048576      # RLIMIT_FSIZE: disk fill in the private directory
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _syscall_filter():
+    """Deny-list seccomp filter, built once in the zygote; None when libseccomp is missing."""
+    try:
+        import pyseccomp as sc
+    except (ImportError, OSError):  # the Python binding or libseccomp.so itself is absent
+        return None
+    deny = sc.ERRNO(errno.EPERM)
+    rules = sc.SyscallFilter(defaction=sc.ALLOW)
+    for name in (
+        # new programs and processes (threads too: hooks get none)
+        "execve", "execveat", "fork", "vfork", "clone",
+        # other processes' memory, and the kernel's own surfaces
+        "ptrace", "process_vm_readv", "process_vm_writev", "kcmp",
+        "mount", "umount2", "pivot_root", "chroot", "unshare", "setns",
+        "bpf", "perf_event_open", "keyctl", "add_key", "request_key", "userfaultfd",
+        "io_uring_setup", "io_uring_enter", "io_uring_register",  # bypasses seccomp otherwise
+        "init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load",
+        "personality", "reboot", "swapon", "swapoff", "acct", "settimeofday",
+        "clock_settime", "sethostname", "setdomainname",
+        # serving: a hook is a client, never a server
+        "listen", "accept", "accept4",
+    ):
+        rules.add_rule(deny, name)
+    # clone3 hides its flags behind a pointer; ENOSYS makes libc fall back to clone (denied).
+    rules.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
+    # Raw packets and netlink sockets: no use to a hook, and a common kernel attack surface.
+    for family in (16, 17):  # AF_NETLINK, AF_PACKET
+        rules.add_rule(deny, "socket", sc.Arg(0, sc.EQ, family))
+    rules.add_rule(deny, "ioctl", sc.Arg(1, sc.EQ, 0x5412))  # TIOCSTI: type into a terminal
+    rules.add_rule(deny, "prlimit64", sc.Arg(2, sc.NE, 0))   # changing limits at all
+    rules.add_rule(deny, "setrlimit")
+    return rules
+
+
+class ProcessJail:
+    """What the zygote knows about the host, and how it locks a fresh child down."""
+
+    def __init__(self, uid_base: int, use_seccomp: bool):
+        self.is_root = os.geteuid() == 0
+        self.uid_base = uid_base
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.seccomp = _syscall_filter() if use_seccomp else None
+
+    def layers(self) -> dict:
+        """Which OS layers are active on this host (logged at start, shown by the API)."""
+        return {
+            "fresh_process_per_execution": True,
+            "rlimits": True,
+            "unprivileged_uid": self.is_root,
+            "seccomp": self.seccomp is not None,
+            "namespaces": False,
+        }
+
+    def uid_for(self, slot: int) -> int | None:
+        return self.uid_base + slot if self.is_root else None
+
+    def lock_down(self, limits: Limits, workdir: str, uid: int | None, keep_fd: int) -> None:
+        """Run in the child: new session, no descriptors, no environment, limits, no privileges."""
+        os.setsid()  # its own process group, so the zygote can kill everything it started
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        # Every inherited descriptor goes: the zygote's socket, other runs' pipes, the log.
+        os.closerange(3, keep_fd)
+        os.closerange(keep_fd + 1, MAX_FD)
+        os.chdir(workdir)
+        os.environ.clear()  # SDKs read credentials and proxies from the environment
+        os.environ.update(HOME=workdir, TMPDIR=workdir, LANG="C.UTF-8", PATH="/usr/bin:/bin")
+        tempfile.tempdir = workdir
+        self._set_limits(limits)
+        if uid is not None:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)  # other runs have other uids: no signals, no /proc across runs
+        self.libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # no ptrace, /proc/self stays root's
+        self.libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+        if self.seccomp is not None:
+            self.seccomp.load()
+
+    def _set_limits(self, limits: Limits) -> None:
+        # soft = hard everywhere: a hook cannot raise a soft limit back up to its hard one.
+        baseline = _address_space_bytes()
+        for name, value in (
+            ("RLIMIT_CORE", 0),                  # no core files with secrets in them
+            ("RLIMIT_CPU", limits.cpu_seconds),
+            ("RLIMIT_AS", baseline + limits.memory_mb * 1024 * 1024),
+            ("RLIMIT_NOFILE", limits.max_open_files),
+            ("RLIMIT_FSIZE", limits.max_file_bytes),
+            ("RLIMIT_NPROC", 0),                 # no fork, no threads (enforced for non-root)
+            ("RLIMIT_MEMLOCK", 0),
+            ("RLIMIT_MSGQUEUE", 0),
+        ):
+            resource.setrlimit(getattr(resource, name), (value, value))
+
+
+def _address_space_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")

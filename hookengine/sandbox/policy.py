@@ -1,0 +1,393 @@
+"""The language layer: RestrictedPython compile, guards, module proxies and hook builtins."""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import importlib
+import operator
+import types
+from dataclasses import dataclass
+
+from RestrictedPython import compile_restricted_exec, safe_builtins
+from RestrictedPython.Guards import (full_write_guard, guarded_iter_unpack_sequence,
+                                     guarded_unpack_sequence, safer_getattr_raise)
+
+# Harmless standard-library modules any hook may import (each pure computation, no I/O).
+STDLIB_MODULES = frozenset({
+    "json", "re", "datetime", "math", "hashlib", "hmac", "base64", "time", "uuid",
+    "random", "secrets", "decimal", "fractions", "statistics", "calendar", "zoneinfo",
+    "textwrap", "unicodedata", "binascii", "html", "urllib.parse", "ipaddress", "enum",
+})
+
+# A callable or class defined in one of these modules is never handed to a hook, however it
+# was reached: they touch the OS, the interpreter, files or code objects, or look attributes
+# up in C where the guards cannot see (operator.attrgetter, string.Formatter, logging's
+# '{'-style formatter). Allowlisted modules above are matched first by exact name.
+DENIED_MODULE_ROOTS = frozenset({
+    "os", "posix", "nt", "posixpath", "sys", "subprocess", "_posixsubprocess", "io", "_io",
+    "codecs", "_codecs", "ctypes", "_ctypes", "pickle", "_pickle", "copyreg", "marshal",
+    "importlib", "_imp", "imp", "pkgutil", "runpy", "zipimport", "socket", "_socket", "ssl",
+    "_ssl", "select", "selectors", "shutil", "gc", "inspect", "signal", "_signal",
+    "threading", "_thread", "multiprocessing", "_multiprocessing", "concurrent", "asyncio",
+    "pty", "tty", "termios", "resource", "fcntl", "mmap", "code", "codeop", "types", "operator",
+    "_operator", "functools", "_functools", "tempfile", "glob", "pathlib", "fileinput",
+    "linecache", "tokenize", "logging", "string", "_string", "ast", "_ast", "dis", "sysconfig",
+    "site", "platform", "webbrowser", "zipfile", "tarfile", "shelve", "dbm", "sqlite3",
+    "_sqlite3", "traceback", "faulthandler", "tracemalloc", "weakref", "_weakref", "atexit",
+    "builtins", "pydoc", "http.server", "urllib.request", "ftplib", "smtplib", "telnetlib",
+    "syslog", "grp", "pwd", "spwd", "crypt",
+})
+
+# Builtins that must never reach a hook even though they live in `builtins`.
+DENIED_BUILTINS = frozenset(id(f) for f in (
+    builtins.open, builtins.exec, builtins.eval, builtins.compile, builtins.__import__,
+    builtins.getattr, builtins.setattr, builtins.delattr, builtins.globals, builtins.locals,
+    builtins.vars, builtins.dir, builtins.input, builtins.breakpoint, builtins.help,
+    builtins.memoryview, builtins.type, builtins.object, builtins.super, builtins.classmethod,
+    builtins.staticmethod, builtins.property, builtins.__build_class__,
+))
+
+RAW_OBJECT_TYPES = (types.ModuleType, types.FrameType, types.CodeType, types.TracebackType,
+                    types.CellType)
+
+
+class AccessDenied(AttributeError):
+    """Raised fresh (no chained context, no `.obj`) when a hook reaches for something refused."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.__suppress_context__ = True
+
+
+def ImportDenied(message: str) -> ImportError:
+    """A plain ImportError (what DESIGN promises hooks) naming the module and saying why."""
+    error = ImportError(message)
+    error.__suppress_context__ = True
+    return error
+
+
+@dataclass(frozen=True)
+class CompileResult:
+    code: types.CodeType | None
+    errors: tuple[str, ...]
+
+
+def compile_hook(source: str, filename: str, max_bytes: int, max_depth: int,
+                 entry_function: str | None = None) -> CompileResult:
+    """Compile under RestrictedPython's standard transformer; collect every problem."""
+    if not isinstance(source, str):
+        return CompileResult(None, ("The script must be text.",))
+    size = len(source.encode("utf-8", "surrogatepass"))
+    if size > max_bytes:
+        return CompileResult(None, (f"The script is {size} bytes; the limit is {max_bytes}.",))
+    try:
+        tree = ast.parse(source, filename)
+    except SyntaxError as error:
+        return CompileResult(None, (f"Line {error.lineno}: SyntaxError: {error.msg}",))
+    except (RecursionError, MemoryError, ValueError) as error:
+        return CompileResult(None, (f"The script cannot be parsed: {type(error).__name__} "
+                                    "(nested too deeply?)",))
+    depth, line = _ast_depth(tree)
+    if depth > max_depth:
+        return CompileResult(None, (f"Line {line}: the script nests {depth} levels deep; the "
+                                    f"limit is {max_depth}.",))
+    errors = []
+    if entry_function and not any(isinstance(node, ast.FunctionDef)
+                                  and node.name == entry_function for node in tree.body):
+        errors.append(f"Line 1: the script must define a top-level function "
+                      f"{entry_function}(...).")
+    try:
+        result = compile_restricted_exec(tree, filename)
+    except (RecursionError, MemoryError) as error:
+        return CompileResult(None, (f"The script cannot be compiled: {type(error).__name__}",))
+    errors = list(result.errors) + errors
+    return CompileResult(None if errors else result.code, tuple(errors))
+
+
+def _ast_depth(tree: ast.AST) -> tuple[int, int]:
+    """Deepest nesting and its line, walked without recursion (a deep tree is the attack)."""
+    deepest, line = 0, 1
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > deepest:
+            deepest, line = depth, getattr(node, "lineno", line)
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return deepest, line
+
+
+class ModuleProxy:
+    """A module as a hook sees it: public names only, every value passed through the guard."""
+
+    __slots__ = ("_ModuleProxy__module", "_ModuleProxy__guard")
+
+    def __init__(self, module: types.ModuleType, guard: "Guard"):
+        object.__setattr__(self, "_ModuleProxy__module", module)
+        object.__setattr__(self, "_ModuleProxy__guard", guard)
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AccessDenied(f'"{name}" is an invalid attribute name because it starts '
+                               'with "_"')
+        module = self.__module
+        try:
+            value = getattr(module, name)
+        except AttributeError:
+            value = self.__guard.submodule(module, name)
+        return self.__guard.check(value, f"{module.__name__}.{name}")
+
+    def __setattr__(self, name, value):
+        raise AccessDenied("modules are read-only in hooks")
+
+    __delattr__ = __setattr__
+
+    def __dir__(self):
+        return [n for n in dir(self.__module) if not n.startswith("_")]
+
+    def __repr__(self):
+        return f"<module {self.__module.__name__!r} (hook view)>"
+
+
+class Guard:
+    """Decides what a hook may hold: allowed modules become proxies, the rest is refused."""
+
+    def __init__(self, allowed_roots: frozenset[str]):
+        self.allowed_roots = allowed_roots
+        self._proxies: dict[str, ModuleProxy] = {}
+
+    def allows_module(self, name: str) -> bool:
+        return name in STDLIB_MODULES or name.split(".")[0] in self.allowed_roots
+
+    def proxy(self, module: types.ModuleType) -> ModuleProxy:
+        proxy = self._proxies.get(module.__name__)
+        if proxy is None:
+            proxy = self._proxies[module.__name__] = ModuleProxy(module, self)
+        return proxy
+
+    def check(self, value, where: str):
+        """Return `value` as a hook may hold it, or raise AccessDenied naming `where`."""
+        if isinstance(value, RAW_OBJECT_TYPES):
+            if isinstance(value, types.ModuleType):
+                if self.allows_module(value.__name__) or (
+                        value.__name__ == "urllib" and where.startswith("urllib")):
+                    return self.proxy(value)
+                raise AccessDenied(f"{where} is the module {value.__name__!r}, which hooks "
+                                   "may not use")
+            raise AccessDenied(f"{where} is a {type(value).__name__} object, which hooks may "
+                               "not hold")
+        if callable(value) and not isinstance(value, (ModuleProxy, ReadOnlyDict)):
+            if id(value) in DENIED_BUILTINS:
+                raise AccessDenied(f"{where} is the builtin "
+                                   f"{getattr(value, '__name__', '?')}(), which hooks may not "
+                                   "call")
+            origin = _module_of(value)
+            if origin and origin not in STDLIB_MODULES and _denied(origin):
+                raise AccessDenied(f"{where} comes from the module {origin!r}, which hooks "
+                                   "may not use")
+        return value
+
+    def submodule(self, module: types.ModuleType, name: str):
+        """`pkg.sub` for an allowed submodule that is not imported yet."""
+        full = f"{module.__name__}.{name}"
+        if getattr(module, "__path__", None) is None or not self.allows_module(full):
+            raise AccessDenied(f"module {module.__name__!r} has no attribute {name!r}")
+        try:
+            return importlib.import_module(full)
+        except ImportError:
+            raise AccessDenied(f"module {module.__name__!r} has no attribute {name!r}") from None
+
+    # -- the guard functions RestrictedPython's generated code calls
+
+    def getattr_(self, obj, name, default=None):
+        if isinstance(obj, types.ModuleType):  # a raw module that slipped through a container
+            obj = self.check(obj, "a module")
+        try:
+            value = safer_getattr_raise(obj, name)
+        except AccessDenied:
+            raise
+        except AttributeError as error:
+            # A fresh error: the original's `.obj` and context would hand the object back.
+            raise AttributeError(str(error)) from None
+        return self.check(value, f"{type(obj).__name__}.{name}")
+
+    def getitem_(self, obj, key):
+        if isinstance(obj, types.ModuleType):
+            obj = self.check(obj, "a module")
+        if isinstance(key, str) and key.startswith("_") and not isinstance(obj, dict):
+            raise AccessDenied(f'"{key}" is an invalid key because it starts with "_"')
+        return self.check(obj[key], f"{type(obj).__name__}[{key!r}]")
+
+    def getiter_(self, obj):
+        if isinstance(obj, (str, bytes, range)):
+            return iter(obj)
+        return self._checked_iter(obj)
+
+    def _checked_iter(self, obj):
+        for item in obj:
+            yield self.check(item, f"an item of {type(obj).__name__}")
+
+    def import_(self, name, globals=None, locals=None, fromlist=(), level=0):
+        if level != 0:
+            raise ImportDenied("relative imports are not available to hooks")
+        if not isinstance(name, str) or not self.allows_module(name):
+            raise ImportDenied(_import_refusal(str(name), self.allowed_roots))
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            raise ImportDenied(f"No module named {name!r}") from None
+        for item in fromlist or ():
+            if item == "*":
+                raise ImportDenied("'from ... import *' is not available to hooks")
+            try:
+                self.check(getattr(module, item) if hasattr(module, item)
+                           else self.submodule(module, item), f"{name}.{item}")
+            except AttributeError as error:
+                raise ImportDenied(f"cannot import {item!r} from {name!r}: {error}") from None
+        if fromlist:
+            return self.proxy(module)
+        return self.proxy(importlib.import_module(name.split(".")[0]))
+
+
+def _import_refusal(name: str, allowed_roots: frozenset[str]) -> str:
+    root = name.split(".")[0]
+    allowed = ", ".join(sorted(allowed_roots | STDLIB_MODULES)) or "none"
+    if root in DENIED_MODULE_ROOTS or (root in STDLIB_MODULES or root == "urllib"):
+        reason = "it is not on the sandbox's list of harmless standard-library modules"
+    else:
+        reason = ("it is not provided by a dependency the hook declares and the engine allows "
+                  "(declare it in the script's PEP 723 block or `dependencies`)")
+    return f"No module named {name!r} for hooks: {reason}. Importable: {allowed}."
+
+
+def _module_of(value) -> str | None:
+    module = getattr(value, "__module__", None)
+    if module is None and isinstance(value, types.BuiltinFunctionType):
+        owner = getattr(value, "__self__", None)
+        module = getattr(owner, "__name__", None) if isinstance(owner, types.ModuleType) else None
+    return module if isinstance(module, str) else None
+
+
+def _denied(module: str) -> bool:
+    parts = module.split(".")
+    return any(".".join(parts[:i]) in DENIED_MODULE_ROOTS for i in range(1, len(parts) + 1))
+
+
+class ReadOnlyDict(dict):
+    """`context` and its parts: a dict read by key or attribute, refusing every change."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"context has no field {name!r}") from None
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError("context is read-only")
+
+    __setitem__ = __delitem__ = __setattr__ = __delattr__ = _refuse
+    clear = pop = popitem = setdefault = update = __ior__ = _refuse
+
+    @classmethod
+    def freeze(cls, value):
+        """Deep copy JSON data into read-only dicts and tuples."""
+        if isinstance(value, dict):
+            return cls({k: cls.freeze(v) for k, v in value.items()})
+        if isinstance(value, list):
+            return tuple(cls.freeze(v) for v in value)
+        return value
+
+
+class HookDict(dict):
+    """A hook's own dict arguments (user, client): a plain dict also readable by attribute."""
+
+    __slots__ = ()
+    _guarded_writes = True  # full_write_guard lets hooks write to it like a dict
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"no field {name!r}") from None
+
+    @classmethod
+    def wrap(cls, value):
+        if isinstance(value, dict):
+            return cls({k: cls.wrap(v) for k, v in value.items()})
+        if isinstance(value, list):
+            return [cls.wrap(v) for v in value]
+        return value
+
+
+INPLACE = {"+=": operator.iadd, "-=": operator.isub, "*=": operator.imul,
+           "/=": operator.itruediv, "//=": operator.ifloordiv, "%=": operator.imod,
+           "**=": operator.ipow, "<<=": operator.ilshift, ">>=": operator.irshift,
+           "&=": operator.iand, "^=": operator.ixor, "|=": operator.ior,
+           "@=": operator.imatmul}
+
+
+def build_builtins(guard: Guard, hook_errors: dict) -> dict:
+    """safe_builtins plus guarded versions of the iterating builtins RestrictedPython dropped."""
+    it = guard.getiter_
+    hook_builtins = dict(safe_builtins)
+    hook_builtins.update(
+        list=lambda iterable=(): list(it(iterable)),
+        tuple=lambda iterable=(): tuple(it(iterable)),
+        set=lambda iterable=(): set(it(iterable)),
+        frozenset=lambda iterable=(): frozenset(it(iterable)),
+        dict=lambda *a, **kw: dict(*[_pairs(x, it) for x in a], **kw),
+        sorted=lambda iterable, **kw: sorted(it(iterable), **kw),
+        enumerate=lambda iterable, start=0: enumerate(it(iterable), start),
+        zip=lambda *iterables: zip(*[it(x) for x in iterables]),
+        map=lambda fn, *iterables: map(fn, *[it(x) for x in iterables]),
+        filter=lambda fn, iterable: filter(fn, it(iterable)),
+        reversed=lambda seq: list(reversed(list(it(seq)))),
+        min=lambda *a, **kw: min(it(a[0]), **kw) if len(a) == 1 else min(*a, **kw),
+        max=lambda *a, **kw: max(it(a[0]), **kw) if len(a) == 1 else max(*a, **kw),
+        sum=lambda iterable, start=0: sum(it(iterable), start),
+        any=lambda iterable: any(it(iterable)),
+        all=lambda iterable: all(it(iterable)),
+        bytes=lambda source=b"", *a: bytes(
+            source if isinstance(source, (str, bytes, int)) else it(source), *a),
+        hasattr=lambda obj, name: _has(guard, obj, name),
+        __import__=guard.import_,  # IMPORT_NAME looks it up in the frame's builtins
+    )
+    hook_builtins.update(hook_errors)
+    return hook_builtins
+
+
+def _pairs(value, it):
+    return value if isinstance(value, dict) else list(it(value))
+
+
+def _has(guard: Guard, obj, name) -> bool:
+    try:
+        guard.getattr_(obj, name)
+    except AttributeError:
+        return False
+    return True
+
+
+def build_globals(guard: Guard, printer_factory, hook_errors: dict) -> dict:
+    """The globals a compiled hook runs in: builtins, guards, error classes."""
+    return {
+        "__builtins__": build_builtins(guard, hook_errors),
+        "__name__": "hook",
+        "__metaclass__": type,
+        "_getattr_": guard.getattr_,
+        "_getitem_": guard.getitem_,
+        "_getiter_": guard.getiter_,
+        "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
+        "_unpack_sequence_": guarded_unpack_sequence,
+        "_write_": full_write_guard,
+        "_inplacevar_": lambda op, x, y: INPLACE[op](x, y),
+        "_apply_": lambda f, *a, **kw: f(*a, **kw),
+        "_print_": printer_factory,
+        **hook_errors,
+    }

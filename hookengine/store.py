@@ -1,0 +1,144 @@
+"""SQLite storage: one database file in the data directory, WAL mode, versioned migrations."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+import threading
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "hookengine.sqlite3"
+
+# Each entry upgrades the schema by one version (PRAGMA user_version). Never edit a shipped
+# entry: append a new one, so every existing data directory migrates the same way.
+MIGRATIONS = (
+    """
+    CREATE TABLE hooks (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        script TEXT NOT NULL,
+        trigger_id TEXT NOT NULL,
+        enabled INTEGER NOT NULL DEFAULT 0,
+        dependencies TEXT NOT NULL DEFAULT '{}',
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    -- At most one enabled hook per trigger, enforced by the database itself.
+    CREATE UNIQUE INDEX hooks_one_enabled ON hooks(trigger_id) WHERE enabled = 1;
+    CREATE INDEX hooks_trigger ON hooks(trigger_id, name);
+
+    CREATE TABLE secrets (
+        hook_id TEXT NOT NULL REFERENCES hooks(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        value BLOB NOT NULL,           -- Fernet token, never plaintext
+        PRIMARY KEY (hook_id, name)
+    );
+
+    CREATE TABLE tokens (
+        id TEXT PRIMARY KEY,
+        token_hash TEXT NOT NULL UNIQUE,   -- sha256 of the token; the token itself is not kept
+        scopes TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL,
+        revoked_at TEXT
+    );
+
+    CREATE TABLE executions (
+        id TEXT PRIMARY KEY,               -- ULID: sorts by creation time
+        hook_id TEXT NOT NULL,             -- no foreign key: records outlive a deleted hook
+        trigger_id TEXT NOT NULL,
+        source TEXT NOT NULL,
+        status TEXT NOT NULL,
+        payload TEXT,
+        result TEXT,
+        error TEXT,
+        logs TEXT NOT NULL DEFAULT '[]',
+        stats TEXT NOT NULL DEFAULT '{}',
+        started_at TEXT NOT NULL,
+        ended_at TEXT
+    );
+    CREATE INDEX executions_hook ON executions(hook_id, id DESC);
+    CREATE INDEX executions_status ON executions(status) WHERE status = 'running';
+    CREATE INDEX executions_started ON executions(started_at);
+    """,
+)
+
+
+class Store:
+    """Thread-local connections to one SQLite file; `transaction()` wraps a unit of work."""
+
+    def __init__(self, data_dir: str | os.PathLike):
+        self.data_dir = Path(data_dir)
+        self.path = self.data_dir / DB_NAME
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def open(self) -> "Store":
+        """Create the data directory (owner-only) and bring the schema up to date."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # Owner-only: hook processes run as other uids and must not read the database or key.
+        os.chmod(self.data_dir, 0o700)
+        with self.transaction() as db:
+            self._migrate(db)
+        return self
+
+    def connection(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None,
+                                 check_same_thread=False)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode: a commit is durable against a killed process (the WAL is in
+            # the OS page cache); only a power loss can drop the last transactions.
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            db.execute("PRAGMA busy_timeout=5000")
+            self._local.db = db
+            with self._lock:
+                self._connections.append(db)
+        return db
+
+    @contextlib.contextmanager
+    def transaction(self):
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
+        db = self.connection()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def query(self, sql: str, params=()) -> list[sqlite3.Row]:
+        return self.connection().execute(sql, params).fetchall()
+
+    def query_one(self, sql: str, params=()) -> sqlite3.Row | None:
+        return self.connection().execute(sql, params).fetchone()
+
+    def close(self) -> None:
+        with self._lock:
+            for db in self._connections:
+                db.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            log.info("Migrating %s to schema version %d", self.path, number)
+            for statement in _statements(script):
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {number}")
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (executescript would commit our transaction)."""
+    lines = [line.split("--", 1)[0] for line in script.splitlines()]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
