@@ -160,8 +160,10 @@ def interpret(reply: dict, limits: Limits) -> SandboxResult:
         return _failed("error", "CompileError", "; ".join(reply["compile_errors"]))
     if "engine_error" in reply:
         return _failed("killed", "SandboxError", reply["engine_error"])
-    stats = {"cpu_ms": round((reply.get("cpu_seconds") or 0) * 1000, 3),
-             "max_rss_kb": reply.get("max_rss_kb")}
+    # From the kernel's rusage when the zygote reaped the child before answering; a complete
+    # answer carries the child's own figures instead.
+    stats = {} if reply.get("cpu_seconds") is None else {
+        "cpu_ms": round(reply["cpu_seconds"] * 1000, 3), "max_rss_kb": reply.get("max_rss_kb")}
     signal_number = reply.get("signal")
     if reply.get("timed_out"):
         result = _failed("timeout", "TimeoutError",

@@ -1,11 +1,14 @@
-"""One execution inside a freshly forked child: lock down, run the hook, write JSON, exit."""
+"""One execution inside a forked child: lock down, wait for the job, run it, answer, exit."""
 
 from __future__ import annotations
 
 import json
+import marshal
 import os
 import random
+import resource
 import signal
+import struct
 import sys
 
 from hookengine.sandbox.contract import (HOOK_ERRORS, Clock, LogSink, StreamToSink,
@@ -14,35 +17,65 @@ from hookengine.sandbox.egress import EgressGuard, EgressPolicy
 from hookengine.sandbox.isolation import Limits
 from hookengine.sandbox.policy import Guard, build_globals
 
+JOB_HEADER = struct.Struct("!dI")  # zygote's clock at the request, length of the JSON part
+
 # Written when even building the real answer ran out of memory.
 MEMORY_FALLBACK = json.dumps({"status": "memory_limit", "error": {
     "name": "MemoryError", "message": "the hook exceeded its memory limit", "stack": ""},
     "logs": []}).encode()
 
 
-def run_child(jail, job: dict, code, workdir: str, uid: int | None, write_fd: int,
-              clock: Clock) -> None:  # pragma: no cover - runs in the forked child
-    """Never returns: the child exits with its answer written to `write_fd`."""
+def encode_job(started: float, request: bytes, code) -> bytes:
+    """The zygote's message to a child: when the request came, the job, the compiled code.
+
+    marshal is safe in this direction only: the zygote is trusted, the child is not, and
+    nothing a child sends is ever unmarshalled.
+    """
+    return JOB_HEADER.pack(started, len(request)) + request + marshal.dumps(code)
+
+
+def run_spare(jail, job_fd: int, answer_fd: int, workdir: str,
+              uid: int | None) -> None:  # pragma: no cover - runs in the forked child
+    """Lock down now, then block until the zygote sends one job; never returns."""
     signal.set_wakeup_fd(-1)  # the zygote's wake-up pipe and SIGCHLD handler are not ours
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     try:
+        jail.prepare(workdir, uid, (job_fd, answer_fd))
+        message = _read_all(job_fd)
+        if not message:
+            os._exit(0)  # the zygote retired this spare (or is gone)
+        started, size = JOB_HEADER.unpack_from(message)
+        body = memoryview(message)[JOB_HEADER.size:]
+        job = json.loads(bytes(body[:size]))
+        code = marshal.loads(body[size:])
         limits = Limits(**job["limits"])
-        jail.lock_down(limits, workdir, uid, write_fd)
+        jail.limit(limits)
         EgressGuard(EgressPolicy(**job["egress"])).install()
         random.seed()  # the zygote's state is shared by every child: reseed from os.urandom
-        answer = execute(job, code, limits, clock).encode()
+        answer = execute(job, code, limits, Clock(started)).encode()
     except MemoryError:
         answer = MEMORY_FALLBACK
     except BaseException as error:  # an engine fault in the child: report it, never raise
-        answer = json.dumps({"status": "error", "engine_error": True, "logs": [], "error": {
+        answer = json.dumps({"status": "error", "logs": [], "error": {
             "name": "SandboxError", "message": f"{type(error).__name__}: {error}",
             "stack": ""}}).encode()
     try:
         view = memoryview(answer)
         while view:
-            view = view[os.write(write_fd, view):]
+            view = view[os.write(answer_fd, view):]
+        os.close(answer_fd)  # EOF now: the zygote answers without waiting for our exit
     finally:
         os._exit(0)
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while True:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            os.close(fd)
+            return b"".join(chunks)
+        chunks.append(chunk)
 
 
 def execute(job: dict, code, limits: Limits, clock: Clock) -> str:
@@ -73,6 +106,9 @@ def execute(job: dict, code, limits: Limits, clock: Clock) -> str:
     hook_ms = hook_clock.ms()
     sys.stdout.flush()
     sys.stderr.flush()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     answer["logs"] = sink.finish()
-    answer["stats"] = {"boot_duration_ms": boot_ms, "hook_duration_ms": hook_ms}
+    answer["stats"] = {"boot_duration_ms": boot_ms, "hook_duration_ms": hook_ms,
+                       "cpu_ms": round((usage.ru_utime + usage.ru_stime) * 1000, 3),
+                       "max_rss_kb": usage.ru_maxrss}
     return json.dumps(answer, separators=(",", ":"), default=str)

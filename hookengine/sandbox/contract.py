@@ -63,8 +63,13 @@ class LogSink:
             return
         size = len(message.encode("utf-8", "replace"))
         if self.used + size > self.max_bytes:
-            self.dropped = size
-            return
+            # Keep what fits of this line, then drop everything after it behind a marker.
+            room = self.max_bytes - self.used
+            self.dropped = size - room
+            if room <= 0:
+                return
+            message = message.encode("utf-8", "replace")[:room].decode("utf-8", "ignore")
+            size = room
         self.used += size
         self.lines.append({"time": utc_now(), "stream": stream, "message": message})
 
@@ -167,10 +172,14 @@ def _not_json(value):
 
 
 class Clock:
-    """Milliseconds since creation, for the execution's timing stats."""
+    """Milliseconds since `start` (default: now), for the execution's timing stats.
 
-    def __init__(self):
-        self.start = time.perf_counter()
+    perf_counter is CLOCK_MONOTONIC, shared by every process on the host, so a child can
+    measure from the moment the zygote received its request.
+    """
+
+    def __init__(self, start: float | None = None):
+        self.start = time.perf_counter() if start is None else start
 
     def ms(self) -> float:
         return round((time.perf_counter() - self.start) * 1000, 3)

@@ -62,8 +62,6 @@ def _syscall_filter():
     for family in (16, 17):  # AF_NETLINK, AF_PACKET
         rules.add_rule(deny, "socket", sc.Arg(0, sc.EQ, family))
     rules.add_rule(deny, "ioctl", sc.Arg(1, sc.EQ, 0x5412))  # TIOCSTI: type into a terminal
-    rules.add_rule(deny, "prlimit64", sc.Arg(2, sc.NE, 0))   # changing limits at all
-    rules.add_rule(deny, "setrlimit")
     return rules
 
 
@@ -89,20 +87,22 @@ class ProcessJail:
     def uid_for(self, slot: int) -> int | None:
         return self.uid_base + slot if self.is_root else None
 
-    def lock_down(self, limits: Limits, workdir: str, uid: int | None, keep_fd: int) -> None:
-        """Run in the child: new session, no descriptors, no environment, limits, no privileges."""
+    def prepare(self, workdir: str, uid: int | None, keep_fds: tuple[int, ...]) -> None:
+        """In a spare child, before any job: new session, no descriptors, no environment,
+        an unprivileged uid, no ptrace, seccomp. Nothing here depends on the job."""
         os.setsid()  # its own process group, so the zygote can kill everything it started
         devnull = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
         # Every inherited descriptor goes: the zygote's socket, other runs' pipes, the log.
-        os.closerange(3, keep_fd)
-        os.closerange(keep_fd + 1, MAX_FD)
+        low = 3
+        for fd in sorted(keep_fds) + [MAX_FD]:
+            os.closerange(low, fd)
+            low = fd + 1
         os.chdir(workdir)
         os.environ.clear()  # SDKs read credentials and proxies from the environment
         os.environ.update(HOME=workdir, TMPDIR=workdir, LANG="C.UTF-8", PATH="/usr/bin:/bin")
         tempfile.tempdir = workdir
-        self._set_limits(limits)
         if uid is not None:
             os.setgroups([])
             os.setgid(uid)
@@ -112,8 +112,12 @@ class ProcessJail:
         if self.seccomp is not None:
             self.seccomp.load()
 
-    def _set_limits(self, limits: Limits) -> None:
-        # soft = hard everywhere: a hook cannot raise a soft limit back up to its hard one.
+    def limit(self, limits: Limits) -> None:
+        """When the job arrives: hard resource limits, soft = hard.
+
+        Only lowering is possible from here: the process has no capabilities (it is not root,
+        or no longer root), so a hook can never raise a limit back up.
+        """
         baseline = _address_space_bytes()
         for name, value in (
             ("RLIMIT_CORE", 0),                  # no core files with secrets in them

@@ -15,7 +15,6 @@ import importlib
 import json
 import logging
 import os
-import select
 import selectors
 import shutil
 import signal
@@ -26,8 +25,8 @@ import time
 from collections import OrderedDict
 
 from hookengine.sandbox import warmup
-from hookengine.sandbox.child import run_child
-from hookengine.sandbox.contract import HOOK_FILENAME, Clock
+from hookengine.sandbox.child import encode_job, run_spare
+from hookengine.sandbox.contract import HOOK_FILENAME
 from hookengine.sandbox.isolation import ProcessJail
 from hookengine.sandbox.policy import STDLIB_MODULES, compile_hook
 from hookengine.sandbox.protocol import read_frame, write_frame
@@ -36,28 +35,37 @@ log = logging.getLogger("hookengine.zygote")
 
 SLOTS = 1000          # concurrent executions, each with its own uid
 CODE_CACHE_SIZE = 256
+# Children forked ahead of need and already locked down: a run pays neither fork nor setup.
+SPARES = 2
 
-class Job:
-    """One execution in flight: its child, pipe, deadline and what it has written so far."""
+class Child:
+    """A forked child: a spare until it is given a job, then that job's run. Never reused."""
 
-    def __init__(self, conn, pid, pipe_fd, slot, workdir, deadline, max_answer):
-        self.conn, self.pid, self.pipe_fd = conn, pid, pipe_fd
-        self.slot, self.workdir, self.deadline = slot, workdir, deadline
-        self.max_answer = max_answer
+    def __init__(self, pid: int, job_fd: int, answer_fd: int, slot: int, workdir: str):
+        self.pid, self.job_fd, self.answer_fd = pid, job_fd, answer_fd
+        self.slot, self.workdir = slot, workdir
+        self.conn = None           # the server's connection, once the child has a job
+        self.deadline = None
+        self.max_answer = 0
         self.chunks: list[bytes] = []
         self.size = 0
-        self.overflow = self.timed_out = self.abandoned = False
+        self.overflow = self.timed_out = self.abandoned = self.replied = False
         self.status = self.rusage = None
-        self.pipe_open = True
+        self.answer_open = True
 
 
 class Zygote:
-    def __init__(self, listener: socket.socket, jail: ProcessJail, runs_dir: str):
+    """The event loop: accept requests, hand each to a spare child, answer, reap, refill."""
+
+    def __init__(self, listener: socket.socket, jail: ProcessJail, runs_dir: str,
+                 spares: int = SPARES):
         self.listener = listener
         self.jail = jail
         self.runs_dir = runs_dir
+        self.pool_size = spares
         self.selector = selectors.DefaultSelector()
-        self.jobs: dict[int, Job] = {}  # by pid
+        self.children: dict[int, Child] = {}  # every live child, by pid
+        self.spares: list[Child] = []
         self.free_slots = list(range(SLOTS - 1, -1, -1))
         self.code_cache: OrderedDict[str, object] = OrderedDict()
         self.counter = 0
@@ -71,6 +79,7 @@ class Zygote:
         self.selector.register(wake_r, selectors.EVENT_READ, "wake")
         self.selector.register(sys.stdin, selectors.EVENT_READ, "lifeline")
         while True:
+            self._refill()
             for key, _ in self.selector.select(self._next_timeout()):
                 if key.data == "accept":
                     self._accept()
@@ -79,28 +88,65 @@ class Zygote:
                 elif key.data == "lifeline":
                     if not os.read(sys.stdin.fileno(), 4096):
                         self._shutdown()  # the server is gone: so are we and our children
-                elif key.data[0] == "pipe":
-                    self._read_pipe(key.data[1])
+                elif key.data[0] == "answer":
+                    self._read_answer(key.data[1])
                 elif key.data[0] == "conn":
                     self._abandon(key.data[1])
             self._enforce_deadlines()
             self._reap()
 
     def _next_timeout(self):
-        if not self.jobs:
+        if self._wants_spare():
+            return 0  # more spares to fork: come straight back after polling
+        deadlines = [c.deadline for c in self.children.values() if c.deadline is not None]
+        if not deadlines:
             return None
-        soonest = min(job.deadline for job in self.jobs.values())
-        return max(0.0, soonest - time.monotonic())
+        return max(0.0, min(deadlines) - time.monotonic())
+
+    def _refill(self) -> None:
+        """Fork spares ahead of need, but only while no run waits for its answer.
+
+        A fork of this process costs a few milliseconds; done while a run is in flight it
+        would delay that run's reply, which is the latency spares exist to remove.
+        """
+        # One per loop turn: a request arriving meanwhile is served before the next fork.
+        if self._wants_spare():
+            self.spares.append(self._fork())
+
+    def _wants_spare(self) -> bool:
+        busy = any(c.conn is not None and not c.replied for c in self.children.values())
+        return not busy and len(self.spares) < self.pool_size and len(self.free_slots) > 1
+
+    def _fork(self) -> Child:
+        slot = self.free_slots.pop()
+        uid = self.jail.uid_for(slot)
+        self.counter += 1
+        workdir = os.path.join(self.runs_dir, f"run-{slot}-{self.counter}")
+        os.mkdir(workdir, 0o700)
+        if uid is not None:
+            os.chown(workdir, uid, uid)
+        job_r, job_w = os.pipe()
+        answer_r, answer_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            run_spare(self.jail, job_r, answer_w, workdir, uid)
+        os.close(job_r)
+        os.close(answer_w)
+        os.set_blocking(answer_r, False)
+        child = self.children[pid] = Child(pid, job_w, answer_r, slot, workdir)
+        self.selector.register(answer_r, selectors.EVENT_READ, ("answer", child))
+        return child
 
     def _accept(self) -> None:
         conn, _ = self.listener.accept()
         conn.settimeout(10)
         try:
+            started = time.perf_counter()
             request = read_frame(conn)
             if request is None:
                 conn.close()
                 return
-            self._start(conn, json.loads(request))
+            self._start(conn, request, started)
         except Exception as error:  # a bad request must never stop the zygote
             log.exception("zygote could not start a run")
             self._reply(conn, {"engine_error": f"{type(error).__name__}: {error}"})
@@ -120,131 +166,135 @@ class Zygote:
             self.code_cache.move_to_end(key)
         return code, None
 
-    def _start(self, conn, request: dict) -> None:
-        clock = Clock()
-        code, errors = self._compiled(request)
+    def _start(self, conn, request: bytes, started: float) -> None:
+        job = json.loads(request)
+        code, errors = self._compiled(job)
         if errors:
             self._reply(conn, {"compile_errors": errors})
             return
-        if not self.free_slots:
+        if not self.spares and len(self.free_slots) < 1:
             self._reply(conn, {"engine_error": "too many executions at once"})
             return
-        slot = self.free_slots.pop()
-        uid = self.jail.uid_for(slot)
-        self.counter += 1
-        workdir = os.path.join(self.runs_dir, f"run-{slot}-{self.counter}")
-        os.mkdir(workdir, 0o700)
-        if uid is not None:
-            os.chown(workdir, uid, uid)
-        read_fd, write_fd = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child
-            run_child(self.jail, request, code, workdir, uid, write_fd, clock)
-        os.close(write_fd)
-        os.set_blocking(read_fd, False)
-        limits = request["limits"]
-        max_answer = 2 * (limits["max_output_bytes"] + limits["max_result_bytes"]) + 65536
-        job = Job(conn, pid, read_fd, slot, workdir,
-                  time.monotonic() + limits["timeout_seconds"], max_answer)
-        self.jobs[pid] = job
-        self.selector.register(read_fd, selectors.EVENT_READ, ("pipe", job))
-        conn.setblocking(False)
-        self.selector.register(conn, selectors.EVENT_READ, ("conn", job))
-
-    def _read_pipe(self, job: Job) -> None:
+        child = self.spares.pop(0) if self.spares else self._fork()
+        limits = job["limits"]
+        child.conn = conn
+        child.deadline = time.monotonic() + limits["timeout_seconds"]
+        child.max_answer = 2 * (limits["max_output_bytes"] + limits["max_result_bytes"]) + 65536
         try:
-            chunk = os.read(job.pipe_fd, 1 << 16)
+            _write_all(child.job_fd, encode_job(started, request, code))
+        except OSError:
+            pass  # the child died as a spare: its reaping answers this request as killed
+        os.close(child.job_fd)
+        conn.setblocking(False)
+        self.selector.register(conn, selectors.EVENT_READ, ("conn", child))
+
+    def _read_answer(self, child: Child) -> None:
+        try:
+            chunk = os.read(child.answer_fd, 1 << 16)
         except BlockingIOError:
             return
         if not chunk:
-            self._close_pipe(job)
-            self._maybe_finish(job)
+            self._close_answer(child)
+            self._reply_early(child)
             return
-        job.size += len(chunk)
-        if job.size > job.max_answer:
-            job.overflow = True
-            self._kill(job)
-            self._close_pipe(job)
+        child.size += len(chunk)
+        if child.size > max(child.max_answer, 1):
+            child.overflow = True
+            self._kill(child)
+            self._close_answer(child)
             return
-        job.chunks.append(chunk)
+        child.chunks.append(chunk)
 
-    def _close_pipe(self, job: Job) -> None:
-        if job.pipe_open:
-            self.selector.unregister(job.pipe_fd)
-            os.close(job.pipe_fd)
-            job.pipe_open = False
+    def _close_answer(self, child: Child) -> None:
+        if child.answer_open:
+            self.selector.unregister(child.answer_fd)
+            os.close(child.answer_fd)
+            child.answer_open = False
 
-    def _abandon(self, job: Job) -> None:
+    def _reply_early(self, child: Child) -> None:
+        """A complete answer is final: reply now, and reap the exiting child later."""
+        if child.conn is None or child.replied or child.overflow or child.timed_out:
+            return
+        text = b"".join(child.chunks)
+        try:
+            complete = "status" in json.loads(text)
+        except ValueError:
+            complete = False
+        if complete:
+            self._finish_conn(child, {"answer": text.decode("utf-8", "replace")})
+
+    def _abandon(self, child: Child) -> None:
         """The server closed the connection (it gave up waiting): stop the run."""
         try:
-            if job.conn.recv(1, socket.MSG_PEEK):
+            if child.conn.recv(1, socket.MSG_PEEK):
                 return
         except BlockingIOError:
             return
         except OSError:
             pass
-        job.abandoned = True
-        self._kill(job)
+        child.abandoned = True
+        self._kill(child)
+        self._finish_conn(child, None)
 
-    def _kill(self, job: Job) -> None:
+    def _kill(self, child: Child) -> None:
         for kill in (os.killpg, os.kill):  # its group, and itself if it left the group
             try:
-                kill(job.pid, signal.SIGKILL)
+                kill(child.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
 
     def _enforce_deadlines(self) -> None:
         now = time.monotonic()
-        for job in list(self.jobs.values()):
-            if job.status is None and now >= job.deadline and not job.timed_out:
-                job.timed_out = True
-                self._kill(job)
+        for child in list(self.children.values()):
+            if (child.deadline is not None and child.status is None and not child.replied
+                    and now >= child.deadline and not child.timed_out):
+                child.timed_out = True
+                self._kill(child)
 
     def _reap(self) -> None:
-        for job in list(self.jobs.values()):
-            if job.status is not None:
-                continue
+        for child in list(self.children.values()):
             try:
-                pid, status, rusage = os.wait4(job.pid, os.WNOHANG)
+                pid, status, rusage = os.wait4(child.pid, os.WNOHANG)
             except ChildProcessError:
-                pid, status, rusage = job.pid, 0, None
+                pid, status, rusage = child.pid, 0, None
             if pid == 0:
                 continue
-            job.status, job.rusage = status, rusage
-            self._kill(job)  # anything it started in its group goes with it
-            if job.pipe_open:
-                # Drain what is already buffered; nobody else can hold the write end now.
-                while job.pipe_open:
-                    self._read_pipe(job)
-                    if job.pipe_open and not self._pipe_has_data(job):
-                        self._close_pipe(job)
-            self._maybe_finish(job)
+            child.status, child.rusage = status, rusage
+            self._kill(child)  # anything it started in its group goes with it
+            while child.answer_open:  # drain what is buffered; nobody holds the write end now
+                before = child.size
+                self._read_answer(child)
+                if child.answer_open and child.size == before:
+                    self._close_answer(child)
+            self._retire(child)
 
-    def _pipe_has_data(self, job: Job) -> bool:
-        readable, _, _ = select.select([job.pipe_fd], [], [], 0)
-        return bool(readable)
+    def _retire(self, child: Child) -> None:
+        del self.children[child.pid]
+        if child in self.spares:
+            self.spares.remove(child)
+            os.close(child.job_fd)
+        elif child.conn is not None and not child.replied:
+            status = child.status
+            self._finish_conn(child, {
+                "answer": b"".join(child.chunks).decode("utf-8", "replace") or None,
+                "exit_code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+                "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+                "timed_out": child.timed_out, "overflow": child.overflow,
+                "cpu_seconds": (child.rusage.ru_utime + child.rusage.ru_stime)
+                if child.rusage else None,
+                "max_rss_kb": child.rusage.ru_maxrss if child.rusage else None,
+            })
+        shutil.rmtree(child.workdir, ignore_errors=True)
+        self.free_slots.append(child.slot)
 
-    def _maybe_finish(self, job: Job) -> None:
-        if job.status is None or job.pipe_open:
-            return
-        del self.jobs[job.pid]
-        self.selector.unregister(job.conn)
-        job.conn.setblocking(True)
-        status = job.status
-        reply = {
-            "answer": b"".join(job.chunks).decode("utf-8", "replace") if job.chunks else None,
-            "exit_code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
-            "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
-            "timed_out": job.timed_out, "overflow": job.overflow,
-            "cpu_seconds": (job.rusage.ru_utime + job.rusage.ru_stime) if job.rusage else None,
-            "max_rss_kb": job.rusage.ru_maxrss if job.rusage else None,
-        }
-        if not job.abandoned:
-            self._reply(job.conn, reply)
+    def _finish_conn(self, child: Child, reply: dict | None) -> None:
+        child.replied = True
+        self.selector.unregister(child.conn)
+        child.conn.setblocking(True)
+        if reply is None:
+            child.conn.close()
         else:
-            job.conn.close()
-        shutil.rmtree(job.workdir, ignore_errors=True)
-        self.free_slots.append(job.slot)
+            self._reply(child.conn, reply)
 
     def _reply(self, conn, reply: dict) -> None:
         try:
@@ -256,10 +306,16 @@ class Zygote:
             conn.close()
 
     def _shutdown(self) -> None:
-        for job in self.jobs.values():
-            self._kill(job)
+        for child in self.children.values():
+            self._kill(child)
         shutil.rmtree(self.runs_dir, ignore_errors=True)
         os._exit(0)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def warm(packages: list[str]) -> None:

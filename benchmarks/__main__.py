@@ -1,0 +1,28 @@
+"""`python -m benchmarks`: every performance figure, each with a baseline from the same run."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import os
+
+from benchmarks import http_bench, sandbox_bench
+from benchmarks.common import print_table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per figure (medians)")
+    parser.add_argument("--only", choices=["sandbox", "http"], default=None)
+    args = parser.parse_args()
+    print(f"host: {os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"{platform.machine()}", flush=True)
+    if args.only in (None, "sandbox"):
+        sandbox_bench.run(args.rounds)
+    if args.only in (None, "http"):
+        http_bench.run(args.rounds)
+    print_table()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""Shared helpers: repeated timing with medians, a result table, loopback servers."""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+# The provider stand-ins live with the tests; the benchmark reuses them.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+ROWS: list[tuple[str, str, str, str]] = []
+
+
+def timed(fn, count: int) -> list[float]:
+    """Milliseconds of `count` calls of fn()."""
+    samples = []
+    for _ in range(count):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1000)
+    return samples
+
+
+def median_of_rounds(fn, count: int, rounds: int) -> float:
+    """Median over `rounds` rounds of each round's median: steadier on a noisy shared host."""
+    return statistics.median(statistics.median(timed(fn, count)) for _ in range(rounds))
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def record(metric: str, value: str, baseline: str = "", ratio: str = "") -> None:
+    ROWS.append((metric, value, baseline, ratio))
+    print(f"  {metric}: {value}" + (f"  (baseline {baseline}; {ratio})" if baseline else ""),
+          flush=True)
+
+
+def print_table() -> None:
+    widths = [max(len(r[i]) for r in ROWS + [("metric", "value", "baseline", "ratio")])
+              for i in range(4)]
+    header = ("metric", "value", "baseline (same run)", "ratio")
+    widths = [max(w, len(h)) for w, h in zip(widths, header)]
+    print()
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in ROWS:
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |")
+
+
+def serve_in_thread(app, port: int = 0):
+    """A waitress server for `app` on loopback; returns (base_url, server)."""
+    from waitress import create_server
+
+    server = create_server(app, host="127.0.0.1", port=port, threads=16, channel_timeout=30)
+    threading.Thread(target=server.run, daemon=True).start()
+    return f"http://127.0.0.1:{server.effective_port}", server
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
