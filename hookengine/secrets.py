@@ -109,7 +109,7 @@ class SecretStore:
     def _validate(self, values: dict[str, str]) -> None:
         problems = []
         for name, value in values.items():
-            if not NAME_PATTERN.match(name):
+            if not NAME_PATTERN.fullmatch(name):
                 problems.append(f"secret name {name!r} must start with a letter or _ and hold "
                                 "only letters, digits, _ and - (at most 128)")
             if not isinstance(value, str):

@@ -1,0 +1,77 @@
+"""Hooks endpoints, shaped as Auth0's Management API v2: list, create, read, update, delete."""
+
+from __future__ import annotations
+
+from flask import Blueprint, request, url_for
+
+from hookengine.api import schemas
+from hookengine.api.routes import engine, json_body, paginate, query_bool, query_int, route
+from hookengine.errors import InvalidQuery
+from hookengine.hooks import FIELDS
+from hookengine.triggers import TRIGGERS
+
+bp = Blueprint("hooks", __name__, url_prefix="/api/v2")
+
+WRITE_ERRORS = (400, 401, 403, 404, 409, 413, 415)
+
+
+@route(bp, "/hooks", "GET", summary="Get hooks", scope="read:hooks",
+       response=schemas.HOOK_LIST, query=schemas.LIST_QUERY, errors=(400, 401, 403))
+def get_hooks():
+    """List hooks a page at a time, optionally by trigger or enabled state."""
+    page, per_page = query_int("page", 0), query_int("per_page", 50, maximum=100)
+    total, hooks = engine().hooks.list(page, per_page, query_bool("enabled"), _trigger_filter())
+    return paginate(total, _select_fields(hooks), page, per_page, "hooks",
+                    query_bool("include_totals", False))
+
+
+@route(bp, "/hooks", "POST", summary="Create a hook", scope="create:hooks", status=201,
+       body=schemas.HOOK_CREATE, response=schemas.HOOK, errors=(400, 401, 403, 409, 413, 415))
+def create_hook():
+    """Create a hook; 201 with its Location."""
+    hook = engine().hooks.create(json_body(schemas.HOOK_CREATE))
+    return hook, 201, {"Location": url_for(".get_hook", id=hook["id"])}
+
+
+@route(bp, "/hooks/<id>", "GET", summary="Get a hook", scope="read:hooks",
+       response=schemas.HOOK, query=schemas.FIELDS_QUERY)
+def get_hook(id):
+    """Return one hook."""
+    return _select_fields([engine().hooks.get(id)])[0]
+
+
+@route(bp, "/hooks/<id>", "PATCH", summary="Update a hook", scope="update:hooks",
+       body=schemas.HOOK_UPDATE, response=schemas.HOOK, errors=WRITE_ERRORS)
+def update_hook(id):
+    """Change a hook's name, script, enabled state or dependencies."""
+    return engine().hooks.update(id, json_body(schemas.HOOK_UPDATE))
+
+
+@route(bp, "/hooks/<id>", "DELETE", summary="Delete a hook", scope="delete:hooks",
+       status=204, errors=(401, 403, 404))
+def delete_hook(id):
+    """Delete a hook and its secrets."""
+    engine().hooks.delete(id)
+    return "", 204
+
+
+def _trigger_filter() -> str | None:
+    trigger_id = request.args.get("triggerId") or None
+    if trigger_id is not None and trigger_id not in TRIGGERS:
+        raise InvalidQuery(f"Query parameter triggerId must be one of {', '.join(TRIGGERS)} "
+                           f"(got {trigger_id!r}).")
+    return trigger_id
+
+
+def _select_fields(hooks: list[dict]) -> list[dict]:
+    """Apply `fields` and `include_fields` as Auth0 does (its SDKs send both)."""
+    names = [name.strip() for name in request.args.get("fields", "").split(",") if name.strip()]
+    if not names:
+        return hooks
+    unknown = [name for name in names if name not in FIELDS]
+    if unknown:
+        raise InvalidQuery(f"Query parameter fields names unknown field(s) {', '.join(unknown)}; "
+                           f"hook fields are {', '.join(FIELDS)}.")
+    include = query_bool("include_fields", True)
+    keep = [name for name in FIELDS if (name in names) == include]
+    return [{name: hook[name] for name in keep} for hook in hooks]

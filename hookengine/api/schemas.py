@@ -1,0 +1,106 @@
+"""JSON Schemas of the hooks and secrets API: they validate requests and build the OpenAPI doc."""
+
+from __future__ import annotations
+
+from hookengine.hooks import NAME_PATTERN
+from hookengine.triggers import TRIGGERS
+
+TRIGGER_ID = {"type": "string", "enum": list(TRIGGERS),
+              "description": "Extensibility point the hook runs for."}
+
+DEPENDENCIES = {
+    "type": "object",
+    "additionalProperties": {"type": "string"},
+    "description": "{package: version}: an exact version (9.13.0), a PEP 440 specifier "
+                   "(>=9,<10) or 'latest'. When sent, it wins over the script's PEP 723 block.",
+}
+
+_HOOK_FIELDS = {
+    "name": {"type": "string", "pattern": NAME_PATTERN, "description": "Name of this hook."},
+    "script": {"type": "string", "minLength": 1,
+               "description": "Python source defining the trigger's entry function."},
+    "enabled": {"type": "boolean",
+                "description": "Whether this hook runs; enabling one disables the other hook "
+                               "of its trigger."},
+    "dependencies": DEPENDENCIES,
+}
+
+HOOK = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {"id": {"type": "string"}, **_HOOK_FIELDS, "triggerId": TRIGGER_ID},
+}
+
+HOOK_CREATE = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name", "script", "triggerId"],
+    "properties": {**_HOOK_FIELDS, "triggerId": TRIGGER_ID},
+}
+
+# triggerId is absent on purpose (as in Auth0's spec): a hook never changes trigger.
+HOOK_UPDATE = {
+    "type": "object",
+    "additionalProperties": False,
+    "minProperties": 1,
+    "properties": _HOOK_FIELDS,
+}
+
+HOOK_LIST = {
+    "oneOf": [
+        {"type": "array", "items": HOOK},
+        {"type": "object", "additionalProperties": False,
+         "required": ["total", "start", "limit", "hooks"],
+         "properties": {"total": {"type": "integer"}, "start": {"type": "integer"},
+                        "limit": {"type": "integer"}, "hooks": {"type": "array", "items": HOOK}}},
+    ],
+    "description": "A bare array, or {total, start, limit, hooks} with include_totals=true.",
+}
+
+# No maxProperties here: the per-hook limit is the setting MAX_SECRETS (20, as Auth0), which
+# the secret store enforces with a message that counts the existing secrets too.
+SECRETS_SET = {
+    "type": "object",
+    "minProperties": 1,
+    "additionalProperties": {"type": "string"},
+    "description": "{NAME: value}; values are write-only.",
+}
+
+SECRET_NAMES = {"type": "array", "minItems": 1, "items": {"type": "string"},
+                "description": "Names of the secrets to delete."}
+
+SECRETS_MASKED = {"type": "object", "additionalProperties": {"const": "_VALUE_NOT_SHOWN_"}}
+
+EMPTY = {"type": "object", "maxProperties": 0}
+
+ERROR = {
+    "type": "object",
+    "required": ["statusCode", "error", "message"],
+    "properties": {
+        "statusCode": {"type": "integer"},
+        "error": {"type": "string"},
+        "message": {"type": "string"},
+        "errorCode": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "string"},
+                   "description": "Every problem found, when there are several."},
+    },
+}
+
+FIELDS_QUERY = {
+    "fields": {"type": "string",
+               "description": "Comma-separated fields to include (or exclude, with "
+                              "include_fields=false)."},
+    "include_fields": {"type": "boolean", "default": True,
+                       "description": "Whether `fields` lists the fields to include (true) "
+                                      "or to exclude (false)."},
+}
+
+LIST_QUERY = {
+    "page": {"type": "integer", "minimum": 0, "default": 0, "description": "0-based page."},
+    "per_page": {"type": "integer", "minimum": 0, "maximum": 100, "default": 50},
+    "include_totals": {"type": "boolean", "default": False,
+                       "description": "Return {total, start, limit, hooks} instead of an array."},
+    "enabled": {"type": "boolean", "description": "Only enabled (true) or disabled (false)."},
+    "triggerId": TRIGGER_ID,
+    **FIELDS_QUERY,
+}
