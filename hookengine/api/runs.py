@@ -1,5 +1,111 @@
-"""Placeholder until the runs endpoints land."""
+"""Run button, execution records and hook logs (live with ?follow=true, as Server-Sent Events)."""
 
-from flask import Blueprint
+from __future__ import annotations
+
+import json
+import time
+
+from flask import Blueprint, Response, request, stream_with_context
+
+from hookengine.api.routes import engine, json_body, paginate, query_bool, query_int, route
 
 bp = Blueprint("runs", __name__, url_prefix="/api/v2")
+
+LOG_LINE = {"type": "object", "properties": {
+    "time": {"type": "string"}, "stream": {"type": "string", "enum": ["stdout", "stderr",
+                                                                      "engine"]},
+    "message": {"type": "string"}}}
+EXECUTION = {"type": "object", "properties": {
+    "id": {"type": "string"}, "hook_id": {"type": "string"}, "trigger_id": {"type": "string"},
+    "source": {"type": "string", "enum": ["test", "trigger"]},
+    "status": {"type": "string", "enum": ["running", "success", "error", "timeout",
+                                          "memory_limit", "killed", "interrupted"]},
+    "payload": {}, "result": {},
+    "error": {"type": ["object", "null"], "properties": {
+        "name": {"type": "string"}, "message": {"type": "string"},
+        "stack": {"type": "string"}}},
+    "logs": {"type": "array", "items": LOG_LINE},
+    "stats": {"type": "object", "properties": {
+        "total_duration_ms": {"type": "number"}, "boot_duration_ms": {"type": "number"},
+        "hook_duration_ms": {"type": "number"}}},
+    "started_at": {"type": "string"}, "ended_at": {"type": ["string", "null"]}}}
+RUN_BODY = {"type": "object", "additionalProperties": False, "properties": {
+    "payload": {"type": "object", "description": "The trigger's parameters; the trigger's "
+                "sample payload when omitted."},
+    "script": {"type": "string", "minLength": 1,
+               "description": "Run this draft instead of the saved script (not saved)."},
+    "dependencies": {"type": "object", "additionalProperties": {"type": "string"}}}}
+PAGING = {"page": {"type": "integer", "minimum": 0},
+          "per_page": {"type": "integer", "minimum": 1, "maximum": 100},
+          "include_totals": {"type": "boolean"}}
+HEARTBEAT_SECONDS = 15.0
+
+
+@route(bp, "/hooks/<id>/run", "POST", scope="execute:hooks", body=RUN_BODY,
+       response=EXECUTION, summary="Run a hook (or an unsaved draft of it) on a payload",
+       tag="runs")
+def run_hook(id):
+    body = json_body(RUN_BODY)
+    hook = engine().hooks.get(id)
+    payload = body.get("payload")
+    if payload is None:
+        from hookengine.triggers import get_trigger
+        payload = get_trigger(hook["triggerId"]).sample_payload
+    return engine().runner.run(hook, payload, source="test", script=body.get("script"),
+                               dependencies=body.get("dependencies"))
+
+
+@route(bp, "/hooks/<id>/executions", "GET", scope="read:hooks", query=PAGING,
+       response={"type": "array", "items": EXECUTION}, tag="runs",
+       summary="Executions of a hook, newest first")
+def list_executions(id):
+    engine().hooks.get(id)
+    page, per_page = query_int("page", 0), query_int("per_page", 50, 1, 100)
+    total, items = engine().executions.list_for_hook(id, page, per_page)
+    return paginate(total, items, page, per_page, "executions",
+                    query_bool("include_totals", False))
+
+
+@route(bp, "/executions/<execution_id>", "GET", scope="read:hooks", response=EXECUTION,
+       tag="runs", summary="One execution, whole")
+def get_execution(execution_id):
+    return engine().executions.get(execution_id)
+
+
+@route(bp, "/hooks/<id>/logs", "GET", scope="read:hooks", tag="runs",
+       query={"follow": {"type": "boolean"}},
+       response={"type": "object", "properties": {"logs": {"type": "array", "items": LOG_LINE}}},
+       summary="Log lines of recent executions, newest first; ?follow=true streams new ones")
+def hook_logs(id):
+    engine().hooks.get(id)
+    recent = engine().settings["EXECUTIONS_PER_HOOK_LOGS"]
+    if not query_bool("follow", False):
+        return {"logs": engine().executions.log_lines(id, recent)}
+    return Response(stream_with_context(_follow(engine(), id, request.args.get("after"))),
+                    mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def _follow(eng, hook_id: str, after: str | None):
+    """SSE: each new line as an event, as executions finish; a comment line as heartbeat.
+
+    Lines are read from the store, not from this process's memory, so a follower sees runs
+    served by any API server sharing the database.
+    """
+    executions = eng.executions
+    if after is None:
+        newest = executions.log_lines(hook_id, 1)
+        after = newest[0]["execution_id"] if newest else ""
+    yield ": following\n\n"
+    last_beat = time.monotonic()
+    while True:
+        lines = executions.log_lines(hook_id, 100, after=after)
+        for line in reversed(lines):  # oldest first on the wire
+            after = max(after, line["execution_id"])
+            yield f"id: {line['execution_id']}\nevent: log\ndata: {json.dumps(line)}\n\n"
+        if not lines:
+            with executions.changed:
+                executions.changed.wait(timeout=1.0)
+        if time.monotonic() - last_beat > HEARTBEAT_SECONDS:
+            last_beat = time.monotonic()
+            yield ": heartbeat\n\n"

@@ -1,5 +1,50 @@
-"""Placeholder until the triggers endpoints land."""
+"""The extensibility points: their description and sample payload, and the production path."""
+
+from __future__ import annotations
 
 from flask import Blueprint
 
+from hookengine.api.routes import engine, json_body, route
+from hookengine.errors import NotFound
+from hookengine.triggers import TRIGGERS, get_trigger
+
 bp = Blueprint("triggers", __name__, url_prefix="/api/v2")
+
+TRIGGER = {"type": "object", "properties": {
+    "id": {"type": "string"}, "entry_function": {"type": "string"},
+    "signature": {"type": "string"}, "params": {"type": "array", "items": {"type": "string"}},
+    "blocking": {"type": "boolean"}, "description": {"type": "string"}, "payload": {}}}
+EXECUTE_RESPONSE = {"type": "object", "properties": {
+    "status": {"type": "string", "enum": ["success", "error"]}, "data": {},
+    "execution_id": {"type": "string"}}}
+
+
+@route(bp, "/triggers", "GET", scope="read:hooks", tag="triggers",
+       response={"type": "array", "items": TRIGGER}, summary="The five extensibility points")
+def list_triggers():
+    return [trigger.describe() for trigger in TRIGGERS.values()]
+
+
+@route(bp, "/triggers/<trigger_id>", "GET", scope="read:hooks", tag="triggers",
+       response=TRIGGER, summary="One extensibility point, with its sample payload")
+def get_trigger_description(trigger_id):
+    return get_trigger(trigger_id).describe()
+
+
+@route(bp, "/triggers/<trigger_id>/execute", "POST", scope="execute:hooks", tag="triggers",
+       body={"type": "object", "description": "The trigger's parameters, e.g. "
+             "{recipient, text, context} for send-phone-message."},
+       response=EXECUTE_RESPONSE, summary="Run the enabled hook of a trigger (production path)")
+def execute_trigger(trigger_id):
+    get_trigger(trigger_id)
+    payload = json_body()
+    hook = engine().hooks.enabled_for(trigger_id)
+    if hook is None:
+        raise NotFound(f"No hook is enabled for trigger {trigger_id!r}; enable one with "
+                       "PATCH /api/v2/hooks/{id} {\"enabled\": true}.",
+                       error_code="no_enabled_hook")
+    record = engine().runner.run(hook, payload, source="trigger")
+    if record["status"] == "success":
+        return {"status": "success", "data": record["result"], "execution_id": record["id"]}
+    error = {k: v for k, v in (record["error"] or {}).items() if k != "stack"}
+    return {"status": "error", "data": error, "execution_id": record["id"]}

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from hookengine.sandbox.policy import HookDict, ReadOnlyDict
 
 HOOK_FILENAME = "hook.py"
+LINE_OVERHEAD = 32  # bytes a log line costs beyond its text (its time and stream)
 
 
 # Trigger error classes, available to every hook without import (as Auth0 injects them).
@@ -61,15 +62,16 @@ class LogSink:
         if self.dropped:
             self.dropped += len(message)
             return
-        size = len(message.encode("utf-8", "replace"))
+        # Each line also costs LINE_OVERHEAD, so a flood of empty prints is capped as well.
+        size = len(message.encode("utf-8", "replace")) + LINE_OVERHEAD
         if self.used + size > self.max_bytes:
             # Keep what fits of this line, then drop everything after it behind a marker.
-            room = self.max_bytes - self.used
-            self.dropped = size - room
+            room = self.max_bytes - self.used - LINE_OVERHEAD
+            self.dropped = size
             if room <= 0:
                 return
             message = message.encode("utf-8", "replace")[:room].decode("utf-8", "ignore")
-            size = room
+            size = room + LINE_OVERHEAD
         self.used += size
         self.lines.append({"time": utc_now(), "stream": stream, "message": message})
 

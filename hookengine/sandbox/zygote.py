@@ -179,7 +179,8 @@ class Zygote:
         limits = job["limits"]
         child.conn = conn
         child.deadline = time.monotonic() + limits["timeout_seconds"]
-        child.max_answer = 2 * (limits["max_output_bytes"] + limits["max_result_bytes"]) + 65536
+        # JSON escaping can double text, and each capped log line carries its time and stream.
+        child.max_answer = 4 * (limits["max_output_bytes"] + limits["max_result_bytes"]) + 65536
         try:
             _write_all(child.job_fd, encode_job(started, request, code))
         except OSError:

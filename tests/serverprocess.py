@@ -1,0 +1,76 @@
+"""A real `hookengine serve` process on loopback, for tests that need the whole engine."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import requests
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def hookengine(*args: str, env: dict) -> str:
+    """Run a CLI command to completion and return its stdout."""
+    done = subprocess.run([sys.executable, "-m", "hookengine.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+class ServerProcess:
+    """Start with `start()`, stop with `terminate()` (SIGTERM) or `kill()` (SIGKILL)."""
+
+    def __init__(self, data_dir, **settings):
+        self.data_dir = str(data_dir)
+        self.env = {**os.environ, "HOOKENGINE_DATA_DIR": self.data_dir,
+                    **{f"HOOKENGINE_{k}": str(v) for k, v in settings.items()}}
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.api = f"{self.base}/api/v2"
+        self.token = hookengine("token", "create", env=self.env).strip()
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {self.token}"
+        self.process = None
+        self.stderr_path = os.path.join(self.data_dir, "server.log")
+
+    def start(self) -> "ServerProcess":
+        self._stderr = open(self.stderr_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "hookengine.cli", "serve", "--port", str(self.port)],
+            env=self.env, stdout=subprocess.DEVNULL, stderr=self._stderr)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.log()
+            try:
+                requests.get(f"{self.api}/openapi.json", timeout=1)
+                return self
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        raise AssertionError("server did not answer within 60 s:\n" + self.log())
+
+    def log(self) -> str:
+        with open(self.stderr_path, errors="replace") as handle:
+            return handle.read()
+
+    def terminate(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(30)
+        self._stderr.close()
+        return code
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(30)
+        self._stderr.close()
+
+    def call(self, method: str, path: str, **kwargs) -> requests.Response:
+        return self.session.request(method, self.api + path, timeout=60, **kwargs)

@@ -1,0 +1,228 @@
+"""The Run button: test runs of saved hooks and drafts, payload checks, execution records."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+
+import pytest
+
+PHONE = "send-phone-message"
+
+HELLO = '''
+# /// script
+# [tool.hookengine]
+# trigger = "send-phone-message"
+# secrets = ["API_KEY"]
+# ///
+def send_phone_message(recipient, text, context):
+    print("sending to", recipient, "with", context.webtask.secrets.API_KEY)
+    return {"MessageID": "m-" + context.code, "key": context.webtask.secrets.API_KEY}
+'''
+
+
+@pytest.fixture
+def hook(make_hook, client, auth):
+    """A saved send-phone-message hook with its secret set."""
+    hook = make_hook(name="hello", script=HELLO)
+    response = client.post(f"/api/v2/hooks/{hook['id']}/secrets", json={"API_KEY": "k-123"},
+                           headers=auth("update:hooks"))
+    assert response.status_code == 201
+    return hook
+
+
+def run(client, auth, hook_id, body, scope="execute:hooks"):
+    return client.post(f"/api/v2/hooks/{hook_id}/run", json=body, headers=auth(scope))
+
+
+def test_run_returns_the_execution_record(client, auth, hook, sample_payload):
+    response = run(client, auth, hook["id"], {"payload": sample_payload(PHONE)})
+    assert response.status_code == 200
+    record = response.json
+    assert record["status"] == "success"
+    assert record["result"] == {"MessageID": "m-999111", "key": "[secret:API_KEY]"}
+    assert record["source"] == "test" and record["trigger_id"] == PHONE
+    assert record["hook_id"] == hook["id"] and record["error"] is None
+    [line] = record["logs"]
+    assert line["stream"] == "stdout" and line["time"].endswith("Z")
+    assert line["message"] == "sending to +15558675310 with [secret:API_KEY]"
+    assert set(record["stats"]) >= {"total_duration_ms", "boot_duration_ms", "hook_duration_ms"}
+    assert record["started_at"] <= record["ended_at"]
+    stored = client.get(f"/api/v2/executions/{record['id']}", headers=auth("read:hooks")).json
+    assert stored == record
+
+
+def test_run_without_payload_uses_the_trigger_sample(client, auth, hook):
+    record = run(client, auth, hook["id"], {}).json
+    assert record["status"] == "success"
+    assert record["payload"]["recipient"] == "+15558675310"
+
+
+def test_draft_runs_without_overwriting_the_saved_script(client, auth, hook,
+                                                         engine):
+    draft = HELLO.replace('"m-" + context.code', '"draft"')
+    record = run(client, auth, hook["id"], {"script": draft}).json
+    assert record["status"] == "success" and record["result"]["MessageID"] == "draft"
+    assert engine.hooks.get(hook["id"])["script"] == HELLO
+    record = run(client, auth, hook["id"], {}).json
+    assert record["result"]["MessageID"] == "m-999111"
+
+
+def test_draft_that_does_not_compile_is_refused_with_its_lines(client, auth, hook):
+    response = run(client, auth, hook["id"], {"script": "def send_phone_message(r, t, c):\n"
+                                                        "    return r.__class__\n"})
+    assert response.status_code == 400
+    assert "Line 2" in response.json["message"]
+
+
+@pytest.mark.parametrize("payload, problem", [
+    ({"recipient": 5, "text": "t", "context": {}}, "payload.recipient must be a string"),
+    ({"recipient": "+1", "text": "t", "context": {"message_type": "fax"}},
+     "payload.context.message_type must be one of sms, voice"),
+    ({"recipient": "+1", "text": "t", "context": {"action": "login"}},
+     "payload.context.action must be one of enrollment, second-factor-authentication"),
+    ({"recipient": "+1", "text": "t"}, "payload.context must be an object"),
+    ({"recipient": "+1", "text": "t", "context": {}, "extra": 1},
+     "payload.extra is not a parameter"),
+])
+def test_bad_payload_is_refused_before_running(client, auth, hook, payload, problem, engine):
+    response = run(client, auth, hook["id"], {"payload": payload})
+    assert response.status_code == 400
+    assert problem in response.json["message"]
+    assert engine.executions.list_for_hook(hook["id"], 0, 10)[0] == 0
+
+
+@pytest.mark.parametrize("body, status", [
+    ({"payload": "text"}, 400), ({"script": 5}, 400), ({"unknown": 1}, 400),
+    ({"dependencies": {"twilio": 9}}, 400),
+])
+def test_bad_run_body_is_refused(client, auth, hook, body, status):
+    assert run(client, auth, hook["id"], body).status_code == status
+
+
+def test_unknown_hook_is_404(client, auth):
+    response = run(client, auth, "01NOPE", {})
+    assert response.status_code == 404
+    assert response.json["message"] == "Hook not found."
+
+
+def test_run_needs_the_execute_scope(client, auth, hook):
+    response = run(client, auth, hook["id"], {}, scope="read:hooks")
+    assert response.status_code == 403
+    assert response.json["message"] == "Insufficient scope; expected any of: execute:hooks."
+
+
+def test_missing_secret_fails_before_the_hook_starts(client, auth, make_hook, engine):
+    hook = make_hook(name="needs-secret", script=HELLO)
+    response = run(client, auth, hook["id"], {})
+    assert response.status_code == 400
+    assert "API_KEY" in response.json["message"]
+    assert engine.executions.list_for_hook(hook["id"], 0, 10)[0] == 0
+
+
+@pytest.mark.parametrize("body, status, name", [
+    ("raise SendPhoneMessageError('provider said no', 'Try later')", "error",
+     "SendPhoneMessageError"),
+    ("return {1, 2}", "error", "TypeError"),
+    ("return float('nan')", "error", "ValueError"),
+    ("x = 'a' * (10 ** 10)", "memory_limit", "MemoryError"),
+    ("while True:\n        pass", "timeout", "TimeoutError"),
+])
+def test_failures_are_200_with_status_and_error(client, auth, make_hook, body,
+                                                 status, name):
+    hook = make_hook(script=f"def send_phone_message(recipient, text, context):\n    {body}\n")
+    response = run(client, auth, hook["id"], {})
+    assert response.status_code == 200
+    assert response.json["status"] == status
+    assert response.json["error"]["name"] == name
+
+
+def test_error_stack_shows_only_the_hooks_lines(client, auth, make_hook):
+    script = ("def helper(code):\n    raise SendPhoneMessageError('bad ' + code)\n\n"
+              "def send_phone_message(recipient, text, context):\n    helper(context.code)\n")
+    error = run(client, auth, make_hook(script=script)["id"], {}).json["error"]
+    assert error["message"] == "bad 999111"
+    assert "hook.py:5" in error["stack"] and "hook.py:2" in error["stack"]
+    assert "site-packages" not in error["stack"] and "hookengine" not in error["stack"]
+
+
+def test_hook_printing_its_secret_is_redacted_everywhere(client, auth, hook,
+                                                        engine):
+    payload = {"recipient": "+15550000000", "text": "k-123 is the key",
+               "context": {"message_type": "sms", "action": "enrollment", "language": "en",
+                           "code": "1", "ip": "1.2.3.4", "user_agent": "x", "user": {}}}
+    record = run(client, auth, hook["id"], {"payload": payload}).json
+    raw = json.dumps(record)
+    assert "k-123" not in raw and "[secret:API_KEY]" in raw
+    database = sqlite3.connect(engine.store.path).execute(
+        "SELECT payload, result, logs FROM executions").fetchall()
+    assert "k-123" not in json.dumps(database)
+
+
+def test_executions_are_listed_newest_first_with_totals(client, auth, hook):
+    ids = [run(client, auth, hook["id"], {}).json["id"] for _ in range(3)]
+    headers = auth("read:hooks")
+    listed = client.get(f"/api/v2/hooks/{hook['id']}/executions", headers=headers).json
+    assert [e["id"] for e in listed] == ids[::-1]
+    page = client.get(f"/api/v2/hooks/{hook['id']}/executions?include_totals=true&per_page=2"
+                      "&page=1", headers=headers).json
+    assert page["total"] == 3 and page["start"] == 2 and page["limit"] == 2
+    assert [e["id"] for e in page["executions"]] == ids[:1]
+
+
+def test_unknown_execution_is_404(client, auth):
+    response = client.get("/api/v2/executions/01NOPE", headers=auth("read:hooks"))
+    assert response.status_code == 404
+    assert response.json["errorCode"] == "inexistent_execution"
+
+
+def test_hook_logs_across_executions_newest_first(client, auth, hook):
+    first = run(client, auth, hook["id"], {}).json["id"]
+    second = run(client, auth, hook["id"], {}).json["id"]
+    logs = client.get(f"/api/v2/hooks/{hook['id']}/logs", headers=auth("read:hooks")).json
+    assert [line["execution_id"] for line in logs["logs"]] == [second, first]
+    assert {"execution_id", "time", "stream", "message"} <= set(logs["logs"][0])
+
+
+def test_print_flood_is_capped_with_a_visible_marker(client, auth, make_hook):
+    script = ("def send_phone_message(recipient, text, context):\n"
+              "    for i in range(100000):\n        print('line', i)\n    return 'done'\n")
+    record = run(client, auth, make_hook(script=script)["id"], {}).json
+    assert record["status"] == "success"
+    assert record["logs"][-1]["stream"] == "engine"
+    assert "output truncated" in record["logs"][-1]["message"]
+    assert sum(len(line["message"]) for line in record["logs"]) < 70_000
+
+
+def test_sixteen_concurrent_runs_do_not_cross_talk(client, auth, make_hook):
+    """Each hook prints and returns its own secret; no run sees another's."""
+    script = ('# /// script\n# [tool.hookengine]\n# secrets = ["MINE"]\n# ///\n'
+              "def send_phone_message(recipient, text, context):\n"
+              "    print('me', context.webtask.secrets.MINE)\n"
+              "    return {'mine': context.webtask.secrets.MINE}\n")
+    hooks = []
+    for n in range(16):
+        hook = make_hook(name=f"tenant-{n}", script=script)
+        client.post(f"/api/v2/hooks/{hook['id']}/secrets", json={"MINE": f"value-{n}-x"},
+                    headers=auth("update:hooks"))
+        hooks.append(hook)
+    headers = auth("execute:hooks")
+    results: dict[int, dict] = {}
+
+    def go(n):
+        results[n] = client.post(f"/api/v2/hooks/{hooks[n]['id']}/run", json={},
+                                 headers=headers).json
+
+    threads = [threading.Thread(target=go, args=(n,)) for n in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for n, record in results.items():
+        assert record["status"] == "success", record["error"]
+        assert record["hook_id"] == hooks[n]["id"]
+        # Redacted with its own secret's name, so the value was this hook's and no other's.
+        assert record["result"] == {"mine": "[secret:MINE]"}
+        assert [line["message"] for line in record["logs"]] == ["me [secret:MINE]"]
+        assert all(f"value-{m}-x" not in json.dumps(record) for m in range(16))
