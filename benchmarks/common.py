@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -50,15 +49,6 @@ def print_table() -> None:
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for row in ROWS:
         print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |")
-
-
-def serve_in_thread(app, port: int = 0):
-    """A waitress server for `app` on loopback; returns (base_url, server)."""
-    from waitress import create_server
-
-    server = create_server(app, host="127.0.0.1", port=port, threads=16, channel_timeout=30)
-    threading.Thread(target=server.run, daemon=True).start()
-    return f"http://127.0.0.1:{server.effective_port}", server
 
 
 def rss_kb(pid: int) -> int:

@@ -54,15 +54,13 @@ def main():
 @data_dir_option
 def serve(host, port, data_dir):
     """Run the engine behind a production WSGI server (waitress)."""
-    from waitress import create_server
-
     from hookengine import create_app
+    from hookengine.server import make_server
 
     app = create_app({"DATA_DIR": data_dir} if data_dir else None)
     engine = app.extensions["hookengine"]
     engine.sandbox  # start the zygote now: the first Run must not pay for it
-    server = create_server(app, host=host, port=port, threads=engine.settings["SERVER_THREADS"],
-                           channel_timeout=60, connection_limit=200, clear_untrusted_proxy_headers=True)
+    server = make_server(app, host, port)
 
     def stop(signum, frame):
         raise KeyboardInterrupt  # unwinds server.run() below, so cleanup runs

@@ -12,6 +12,8 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 DB_NAME = "hookengine.sqlite3"
+# How long a write waits for another writer before giving up with "database is locked" (503).
+BUSY_TIMEOUT_MS = 5000
 
 # Each entry upgrades the schema by one version (PRAGMA user_version). Never edit a shipped
 # entry: append a new one, so every existing data directory migrates the same way.
@@ -90,15 +92,15 @@ class Store:
     def connection(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None,
-                                 check_same_thread=False)
+            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000,
+                                 isolation_level=None, check_same_thread=False)
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA journal_mode=WAL")
             # NORMAL in WAL mode: a commit is durable against a killed process (the WAL is in
             # the OS page cache); only a power loss can drop the last transactions.
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
-            db.execute("PRAGMA busy_timeout=5000")
+            db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             self._local.db = db
             with self._lock:
                 self._connections.append(db)
@@ -112,7 +114,8 @@ class Store:
         try:
             yield db
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # SQLite rolls back by itself on some errors (SQLITE_FULL)
+                db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
 

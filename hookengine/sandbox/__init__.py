@@ -85,6 +85,11 @@ class Sandbox:
         return self
 
     def _start_locked(self) -> None:
+        if self.process is not None:  # a dead zygote: reap it and close its pipes
+            self.process.kill()
+            self.process.wait()
+            self.process.stdin.close()
+            self.process.stdout.close()
         if os.path.exists(self.socket_path):
             os.unlink(self.socket_path)
         # exec, not fork: the zygote must not inherit the server's memory (keys, database)

@@ -34,13 +34,13 @@ def encode_job(started: float, request: bytes, code) -> bytes:
     return JOB_HEADER.pack(started, len(request)) + request + marshal.dumps(code)
 
 
-def run_spare(jail, job_fd: int, answer_fd: int, workdir: str,
-              uid: int | None) -> None:  # pragma: no cover - runs in the forked child
+def run_spare(jail, job_fd: int, answer_fd: int, workdir: str, uid: int | None,
+              parent: int) -> None:  # pragma: no cover - runs in the forked child
     """Lock down now, then block until the zygote sends one job; never returns."""
     signal.set_wakeup_fd(-1)  # the zygote's wake-up pipe and SIGCHLD handler are not ours
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     try:
-        jail.prepare(workdir, uid, (job_fd, answer_fd))
+        jail.prepare(workdir, uid, (job_fd, answer_fd), parent)
         message = _read_all(job_fd)
         if not message:
             os._exit(0)  # the zygote retired this spare (or is gone)

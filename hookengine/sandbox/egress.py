@@ -49,9 +49,11 @@ class EgressGuard:
     def __init__(self, policy: EgressPolicy):
         self.policy = policy
         self.networks = [ipaddress.ip_network(n) for n in policy.allow_networks]
-        # Host-map targets are the operator's own choice, so they may be loopback or private.
-        self.mapped_targets = {urlsplit(u).hostname for u in policy.host_map.values()}
+        # Host-map targets are the operator's own choice, so they may be loopback or private,
+        # but only at the port the map names: not every other service on that host.
+        self.mapped_targets = {_host_port(u) for u in policy.host_map.values()}
         self.resolved: set[str] = set()
+        self.resolved_mapped: set[tuple[str, int]] = set()
         self.real_getaddrinfo = socket.getaddrinfo
 
     def install(self) -> None:
@@ -82,42 +84,48 @@ class EgressGuard:
 
     def host_allowed(self, host: str) -> bool:
         host = host.lower().rstrip(".")
-        return (host in self.policy.host_map or host in self.mapped_targets
+        return (host in self.policy.host_map
                 or any(fnmatch.fnmatchcase(host, pattern) for pattern in self.policy.allow_hosts))
 
     def resolve(self, host, port, *args, **kwargs):
         name = host.decode() if isinstance(host, bytes) else str(host or "")
-        if not self.host_allowed(name) and not self._literal_allowed(name):
+        mapped = (name.lower().rstrip("."), _port_number(port)) in self.mapped_targets
+        if not mapped and not self.host_allowed(name) and not self._literal_allowed(name):
             raise EgressDenied(f"connection to {name!r} refused: not on this hook's egress "
                                "allowlist (the declared providers' API hosts and "
                                "HOOKENGINE_EGRESS_ALLOW)")
         results = self.real_getaddrinfo(host, port, *args, **kwargs)
-        allowed = [r for r in results if self._address_allowed(name, r[4][0])]
+        allowed = [r for r in results if mapped or self._address_allowed(r[4][0])]
         if not allowed:
             raise EgressDenied(f"connection to {name!r} refused: it resolves only to loopback, "
                                "private or link-local addresses (add them to "
                                "HOOKENGINE_EGRESS_ALLOW to allow)")
-        self.resolved.update(r[4][0] for r in allowed)
+        if mapped:
+            self.resolved_mapped.update((r[4][0], r[4][1]) for r in allowed)
+        else:
+            self.resolved.update(r[4][0] for r in allowed)
         return allowed
 
     def check_address(self, sock, address) -> None:
         if sock.family not in (socket.AF_INET, socket.AF_INET6):
             raise EgressDenied(f"{socket.AddressFamily(sock.family).name} sockets are not "
                                "available to hooks")
-        ip = address[0]
-        if ip not in self.resolved and not self._literal_allowed(ip):
-            raise EgressDenied(f"connection to {ip} refused: not resolved from an allowed host")
+        ip, port = address[0], address[1]
+        if ip not in self.resolved and not self._literal_allowed(ip) and not (
+                (ip, port) in self.resolved_mapped or (ip, port) in self.mapped_targets):
+            raise EgressDenied(f"connection to {ip} port {port} refused: not resolved from an "
+                               "allowed host")
 
     def _literal_allowed(self, text: str) -> bool:
         try:
             ip = ipaddress.ip_address(text.split("%")[0])
         except ValueError:
             return False
-        return text in self.mapped_targets or any(ip in n for n in self.networks)
+        return any(ip in n for n in self.networks)
 
-    def _address_allowed(self, name: str, address: str) -> bool:
+    def _address_allowed(self, address: str) -> bool:
         ip = ipaddress.ip_address(address.split("%")[0])
-        if any(ip in n for n in self.networks) or name in self.mapped_targets:
+        if any(ip in n for n in self.networks):
             return True
         return ip.is_global and not ip.is_multicast  # no loopback, private, metadata (169.254)
 
@@ -138,3 +146,15 @@ class EgressGuard:
             return real_send(adapter, request, *args, **kwargs)
 
         HTTPAdapter.send = send
+
+
+def _host_port(url: str) -> tuple[str | None, int]:
+    parts = urlsplit(url)
+    return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def _port_number(port) -> int | None:
+    try:
+        return int(port.decode() if isinstance(port, bytes) else port)
+    except (TypeError, ValueError):
+        return None

@@ -7,11 +7,13 @@ import errno
 import logging
 import os
 import resource
+import signal
 import tempfile
 from dataclasses import asdict, dataclass
 
 log = logging.getLogger(__name__)
 
+PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
 MAX_FD = 4096
@@ -87,7 +89,8 @@ class ProcessJail:
     def uid_for(self, slot: int) -> int | None:
         return self.uid_base + slot if self.is_root else None
 
-    def prepare(self, workdir: str, uid: int | None, keep_fds: tuple[int, ...]) -> None:
+    def prepare(self, workdir: str, uid: int | None, keep_fds: tuple[int, ...],
+                parent: int) -> None:
         """In a spare child, before any job: new session, no descriptors, no environment,
         an unprivileged uid, no ptrace, seccomp. Nothing here depends on the job."""
         os.setsid()  # its own process group, so the zygote can kill everything it started
@@ -107,6 +110,11 @@ class ProcessJail:
             os.setgroups([])
             os.setgid(uid)
             os.setuid(uid)  # other runs have other uids: no signals, no /proc across runs
+        # Die with the zygote (set after setuid, which clears it), so no run outlives the
+        # process that enforces its wall-clock limit.
+        self.libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)  # the zygote died before the line above took effect
         self.libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # no ptrace, /proc/self stays root's
         self.libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
         if self.seccomp is not None:

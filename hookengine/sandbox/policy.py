@@ -17,7 +17,7 @@ from RestrictedPython.Guards import (full_write_guard, guarded_iter_unpack_seque
 STDLIB_MODULES = frozenset({
     "json", "re", "datetime", "math", "hashlib", "hmac", "base64", "time", "uuid",
     "random", "secrets", "decimal", "fractions", "statistics", "calendar", "zoneinfo",
-    "textwrap", "unicodedata", "binascii", "html", "urllib.parse", "ipaddress", "enum",
+    "textwrap", "unicodedata", "binascii", "html", "urllib.parse", "ipaddress",
 })
 
 # A callable or class defined in one of these modules is never handed to a hook, however it
@@ -37,6 +37,13 @@ DENIED_MODULE_ROOTS = frozenset({
     "_sqlite3", "traceback", "faulthandler", "tracemalloc", "weakref", "_weakref", "atexit",
     "builtins", "pydoc", "http.server", "urllib.request", "ftplib", "smtplib", "telnetlib",
     "syslog", "grp", "pwd", "spwd", "crypt",
+    # Reached through the SDKs' object graphs, and each turns data into code or engine state:
+    # enum's functional API takes module= and global_enum() then writes the members into
+    # that module's globals (this file's allowlists included); pydantic evaluates string
+    # annotations with eval() (FieldInfo.apply_typevars_map, validate_call on a hook's
+    # function) and unpickles (BaseModel.parse_raw(..., allow_pickle=True)); typing builds
+    # the ForwardRefs those evaluate.
+    "enum", "pydantic", "pydantic_core", "typing", "typing_extensions",
 })
 
 # Builtins that must never reach a hook even though they live in `builtins`.
@@ -185,6 +192,13 @@ class Guard:
             if origin and origin not in STDLIB_MODULES and _denied(origin):
                 raise AccessDenied(f"{where} comes from the module {origin!r}, which hooks "
                                    "may not use")
+        elif not isinstance(value, (ModuleProxy, ReadOnlyDict)):
+            # An instance of a denied module's class (a logging.Logger, os.environ, a file or
+            # socket object) hands out its C methods, which carry no module to refuse.
+            origin = type(value).__module__
+            if origin != "builtins" and origin not in STDLIB_MODULES and _denied(origin):
+                raise AccessDenied(f"{where} is a {type(value).__name__} object from the "
+                                   f"module {origin!r}, which hooks may not use")
         return value
 
     def submodule(self, module: types.ModuleType, name: str):
@@ -200,8 +214,7 @@ class Guard:
     # -- the guard functions RestrictedPython's generated code calls
 
     def getattr_(self, obj, name, default=None):
-        if isinstance(obj, types.ModuleType):  # a raw module that slipped through a container
-            obj = self.check(obj, "a module")
+        obj = self._held(obj)
         try:
             value = safer_getattr_raise(obj, name)
         except AccessDenied:
@@ -212,8 +225,7 @@ class Guard:
         return self.check(value, f"{type(obj).__name__}.{name}")
 
     def getitem_(self, obj, key):
-        if isinstance(obj, types.ModuleType):
-            obj = self.check(obj, "a module")
+        obj = self._held(obj)
         if isinstance(key, str) and key.startswith("_") and not isinstance(obj, dict):
             raise AccessDenied(f'"{key}" is an invalid key because it starts with "_"')
         return self.check(obj[key], f"{type(obj).__name__}[{key!r}]")
@@ -221,7 +233,13 @@ class Guard:
     def getiter_(self, obj):
         if isinstance(obj, (str, bytes, range)):
             return iter(obj)
-        return self._checked_iter(obj)
+        return self._checked_iter(self._held(obj))
+
+    def _held(self, obj):
+        """A value the hook got from a call (not through a guard): check it before use."""
+        if isinstance(obj, types.ModuleType) or not callable(obj):
+            return self.check(obj, "a value returned by a call")
+        return obj
 
     def _checked_iter(self, obj):
         for item in obj:

@@ -127,9 +127,10 @@ class Zygote:
             os.chown(workdir, uid, uid)
         job_r, job_w = os.pipe()
         answer_r, answer_w = os.pipe()
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child
-            run_spare(self.jail, job_r, answer_w, workdir, uid)
+            run_spare(self.jail, job_r, answer_w, workdir, uid, parent)
         os.close(job_r)
         os.close(answer_w)
         os.set_blocking(answer_r, False)

@@ -1,0 +1,41 @@
+"""The production WSGI server (waitress) and how it is configured for the engine."""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+
+import waitress.utilities
+from waitress import create_server
+
+from hookengine.errors import HookEngineError
+
+
+def _json_error_response(self, ident=None):
+    """waitress answers some requests itself, before the app sees them (a body over the
+    limit, a malformed request line); give those the API's JSON error shape too."""
+    error = HookEngineError(f"{self.reason}: {self.body}")
+    error.status_code = self.code
+    error.error_code = HTTPStatus(self.code).phrase.lower().replace(" ", "_")
+    body = json.dumps(error.to_dict()).encode()
+    return f"{self.code} {self.reason}", [("Content-Type", "application/json")], body
+
+
+waitress.utilities.Error.to_response = _json_error_response
+
+
+def make_server(app, host: str, port: int):
+    """A waitress server for `app`.
+
+    waitress reads requests in its event loop and hands only complete ones to worker threads,
+    so slow clients hold a socket, not a thread. Bodies over MAX_BODY_BYTES are refused from
+    the Content-Length header, before they are read.
+    """
+    settings = app.extensions["hookengine"].settings
+    return create_server(
+        app, host=host, port=port, threads=settings["SERVER_THREADS"], ident="hookengine",
+        max_request_body_size=settings["MAX_BODY_BYTES"],
+        channel_timeout=60,          # an idle or stalled connection is closed after this
+        connection_limit=500,        # beyond it new connections wait in the listen backlog
+        clear_untrusted_proxy_headers=True,
+    )
