@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import platform
 import os
+import platform
 
-from benchmarks import http_bench, sandbox_bench
+from benchmarks import http_bench, load_bench, sandbox_bench
 from benchmarks.common import print_table
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3, help="rounds per figure (medians)")
-    parser.add_argument("--only", choices=["sandbox", "http"], default=None)
+    parser.add_argument("--only", choices=["sandbox", "http", "abuse", "memory"], default=None)
+    parser.add_argument("--executions", type=int, default=10000,
+                        help="executions for the memory-growth figure")
+    parser.add_argument("--abuse-seconds", type=float, default=20)
     args = parser.parse_args()
     print(f"host: {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"{platform.machine()}", flush=True)
@@ -21,6 +24,10 @@ def main() -> None:
         sandbox_bench.run(args.rounds)
     if args.only in (None, "http"):
         http_bench.run(args.rounds)
+    if args.only in (None, "abuse"):
+        load_bench.run_abuse(args.abuse_seconds)
+    if args.only in (None, "memory"):
+        load_bench.run_memory(args.executions)
     print_table()
 
 

@@ -10,6 +10,7 @@ import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 import requests
 
@@ -28,10 +29,11 @@ def free_port() -> int:
 class Server:
     """A real `hookengine serve` in its own process, so clients here do not share its GIL."""
 
-    def __init__(self):
+    def __init__(self, settings: dict | None = None):
         self.data_dir = tempfile.mkdtemp(prefix="hookengine-bench-")
         self.env = {**os.environ, "HOOKENGINE_DATA_DIR": self.data_dir,
-                    "HOOKENGINE_LOG_LEVEL": "WARNING"}
+                    "HOOKENGINE_LOG_LEVEL": "WARNING",
+                    **{f"HOOKENGINE_{k}": v for k, v in (settings or {}).items()}}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/api/v2"
         self.token = subprocess.run([sys.executable, "-m", "hookengine.cli", "token", "create"],
@@ -49,6 +51,10 @@ class Server:
             except requests.ConnectionError:
                 time.sleep(0.2)
         raise RuntimeError("server did not start")
+
+    def zygote_pid(self) -> int:
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return int(children.read_text().split()[0])
 
     def stop(self) -> None:
         self.process.terminate()

@@ -81,19 +81,25 @@ class Zygote:
         while True:
             self._refill()
             for key, _ in self.selector.select(self._next_timeout()):
-                if key.data == "accept":
-                    self._accept()
-                elif key.data == "wake":
-                    os.read(wake_r, 4096)
-                elif key.data == "lifeline":
-                    if not os.read(sys.stdin.fileno(), 4096):
-                        self._shutdown()  # the server is gone: so are we and our children
-                elif key.data[0] == "answer":
-                    self._read_answer(key.data[1])
-                elif key.data[0] == "conn":
-                    self._abandon(key.data[1])
+                try:
+                    self._dispatch(key, wake_r)
+                except Exception:  # one bad event must never stop every other run
+                    log.exception("zygote: error handling %r", key.data)
             self._enforce_deadlines()
             self._reap()
+
+    def _dispatch(self, key, wake_r: int) -> None:
+        if key.data == "accept":
+            self._accept()
+        elif key.data == "wake":
+            os.read(wake_r, 4096)
+        elif key.data == "lifeline":
+            if not os.read(sys.stdin.fileno(), 4096):
+                self._shutdown()  # the server is gone: so are we and our children
+        elif key.data[0] == "answer":
+            self._read_answer(key.data[1])
+        elif key.data[0] == "conn":
+            self._abandon(key.data[1])
 
     def _next_timeout(self):
         if self._wants_spare():
@@ -191,6 +197,8 @@ class Zygote:
         self.selector.register(conn, selectors.EVENT_READ, ("conn", child))
 
     def _read_answer(self, child: Child) -> None:
+        if not child.answer_open:  # a stale event: its descriptor may belong to another now
+            return
         try:
             chunk = os.read(child.answer_fd, 1 << 16)
         except BlockingIOError:
@@ -227,6 +235,8 @@ class Zygote:
 
     def _abandon(self, child: Child) -> None:
         """The server closed the connection (it gave up waiting): stop the run."""
+        if child.replied:  # a stale event: the answer went out earlier in this same batch
+            return
         try:
             if child.conn.recv(1, socket.MSG_PEEK):
                 return
