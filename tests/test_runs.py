@@ -226,3 +226,11 @@ def test_sixteen_concurrent_runs_do_not_cross_talk(client, auth, make_hook):
         assert record["result"] == {"mine": "[secret:MINE]"}
         assert [line["message"] for line in record["logs"]] == ["me [secret:MINE]"]
         assert all(f"value-{m}-x" not in json.dumps(record) for m in range(16))
+
+
+def test_the_zygote_survives_many_back_to_back_runs(client, auth, hook, engine):
+    """A reply and the client's close landing in one zygote poll once stopped the zygote."""
+    zygote = engine.sandbox.process.pid
+    statuses = {run(client, auth, hook["id"], {}).json["status"] for _ in range(60)}
+    assert statuses == {"success"}
+    assert engine.sandbox.process.pid == zygote and engine.sandbox.process.poll() is None
