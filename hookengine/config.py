@@ -112,6 +112,9 @@ SETTINGS = (
             "`host=url,...`: send a provider host to another base URL (e.g. a local stand-in)."),
     Setting("SECCOMP", True, as_bool,
             "Load a seccomp filter in hook processes when libseccomp is available."),
+    Setting("NAMESPACES", True, as_bool,
+            "Give hook processes their own mount, IPC and UTS namespaces (private /tmp, "
+            "/proc showing only themselves) when running as root."),
     Setting("RETENTION_DAYS", 10, as_int,
             "Executions older than this are deleted (Auth0 keeps execution logs 10 days)."),
     Setting("EXECUTIONS_PER_HOOK_LOGS", 50, as_int,

@@ -43,7 +43,8 @@ class Engine:
 
                     self._sandbox = Sandbox(self.settings["ALLOWED_PACKAGES"],
                                             uid_base=self.settings["SANDBOX_UID"],
-                                            seccomp=self.settings["SECCOMP"]).start()
+                                            seccomp=self.settings["SECCOMP"],
+                                            namespaces=self.settings["NAMESPACES"]).start()
         return self._sandbox
 
     def close(self) -> None:

@@ -37,7 +37,7 @@ def run_file(path: Path, payload, secrets: dict[str, str], settings: dict) -> di
                                    f"{', '.join(missing)} (pass --secrets FILE.env)")
     declared = {name: secrets[name] for name in metadata.secrets}
     sandbox = Sandbox(sorted(metadata.dependencies) or [], settings["SANDBOX_UID"],
-                      settings["SECCOMP"]).start()
+                      settings["SECCOMP"], settings["NAMESPACES"]).start()
     try:
         started = time.perf_counter()
         outcome = sandbox.execute(build_job(settings, trigger, script, metadata.dependencies,

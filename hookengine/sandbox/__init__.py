@@ -68,10 +68,11 @@ class Sandbox:
     """Owns the zygote process: starts it, restarts it when it dies, sends it jobs."""
 
     def __init__(self, packages: list[str], uid_base: int = 61000, seccomp: bool = True,
-                 python: str = sys.executable):
+                 namespaces: bool = True, python: str = sys.executable):
         self.packages = packages
         self.uid_base = uid_base
         self.seccomp = seccomp
+        self.namespaces = namespaces
         self.python = python
         self.layers: dict = {}
         self.process: subprocess.Popen | None = None
@@ -101,7 +102,8 @@ class Sandbox:
         self.process = subprocess.Popen(
             [self.python, "-I", "-m", "hookengine.sandbox.zygote", "--socket",
              self.socket_path, "--packages", ",".join(self.packages),
-             "--uid-base", str(self.uid_base), "--seccomp", str(int(self.seccomp))],
+             "--uid-base", str(self.uid_base), "--seccomp", str(int(self.seccomp)),
+             "--namespaces", str(int(self.namespaces))],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=self._dir,
             close_fds=True, start_new_session=True)
         line = self.process.stdout.readline()

@@ -14,6 +14,11 @@ from dataclasses import asdict, dataclass
 log = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1
+CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 2, 4, 8, 1 << 14, 1 << 18
+PRIVATE_TMP = ("/tmp", "/var/tmp", "/dev/shm")  # the world-writable places
+TMPFS_SIZE = "8m"
+PRIVATE_WORKDIR = "/tmp/hook"
 PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
 MAX_FD = 4096
@@ -70,11 +75,45 @@ def _syscall_filter():
 class ProcessJail:
     """What the zygote knows about the host, and how it locks a fresh child down."""
 
-    def __init__(self, uid_base: int, use_seccomp: bool):
+    def __init__(self, uid_base: int, use_seccomp: bool, use_namespaces: bool = True):
         self.is_root = os.geteuid() == 0
         self.uid_base = uid_base
         self.libc = ctypes.CDLL(None, use_errno=True)
         self.seccomp = _syscall_filter() if use_seccomp else None
+        self.namespaces = use_namespaces and self.is_root and self._probe_namespaces()
+
+    def _probe_namespaces(self) -> bool:
+        """Can this host give a child its own mounts? (Not in an unprivileged container.)"""
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the probe child
+            try:
+                self._enter_namespaces()
+            except OSError:
+                os._exit(1)
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+    def _enter_namespaces(self) -> None:
+        """Own mount, IPC and UTS namespaces: private, empty /tmp, /var/tmp and /dev/shm (so
+        nothing a hook writes there outlives it or reaches another run), and a /proc that
+        shows a hook only its own process."""
+        self._check(self.libc.unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
+        # Mount changes below stay in this namespace, never propagate to the host.
+        self._check(self.libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "mount /")
+        for path in PRIVATE_TMP:
+            if os.path.isdir(path):
+                self._check(self.libc.mount(b"tmpfs", path.encode(), b"tmpfs",
+                                            MS_NOSUID | MS_NODEV,
+                                            f"size={TMPFS_SIZE},mode=1777".encode()), path)
+        self._check(self.libc.mount(b"proc", b"/proc", b"proc",
+                                    MS_NOSUID | MS_NODEV | MS_NOEXEC, b"hidepid=invisible"),
+                    "/proc")
+
+    def _check(self, result: int, what: str) -> None:
+        if result != 0:
+            error = ctypes.get_errno()
+            raise OSError(error, f"{what}: {os.strerror(error)}")
 
     def layers(self) -> dict:
         """Which OS layers are active on this host (logged at start, shown by the API)."""
@@ -83,7 +122,7 @@ class ProcessJail:
             "rlimits": True,
             "unprivileged_uid": self.is_root,
             "seccomp": self.seccomp is not None,
-            "namespaces": False,
+            "namespaces": self.namespaces,
         }
 
     def uid_for(self, slot: int) -> int | None:
@@ -102,6 +141,11 @@ class ProcessJail:
         for fd in sorted(keep_fds) + [MAX_FD]:
             os.closerange(low, fd)
             low = fd + 1
+        if self.namespaces:
+            self._enter_namespaces()
+            workdir = PRIVATE_WORKDIR  # inside the child's own /tmp, gone when it exits
+            os.mkdir(workdir, 0o700)
+            os.chown(workdir, uid, uid)
         os.chdir(workdir)
         os.environ.clear()  # SDKs read credentials and proxies from the environment
         os.environ.update(HOME=workdir, TMPDIR=workdir, LANG="C.UTF-8", PATH="/usr/bin:/bin")

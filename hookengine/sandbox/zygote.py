@@ -347,12 +347,13 @@ def main(argv=None) -> None:
     parser.add_argument("--packages", default="")
     parser.add_argument("--uid-base", type=int, default=61000)
     parser.add_argument("--seccomp", type=int, default=1)
+    parser.add_argument("--namespaces", type=int, default=1)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s zygote %(message)s")
     packages = [p for p in args.packages.split(",") if p]
     started = time.perf_counter()
     warm(packages)
-    jail = ProcessJail(args.uid_base, bool(args.seccomp))
+    jail = ProcessJail(args.uid_base, bool(args.seccomp), bool(args.namespaces))
     runs_dir = tempfile.mkdtemp(prefix="hookengine-runs-")
     os.chmod(runs_dir, 0o711)  # each run's uid may enter only its own 0700 subdirectory
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
