@@ -45,11 +45,12 @@ def run_file(path: Path, payload, secrets: dict[str, str], settings: dict) -> di
     finally:
         sandbox.close()
     status, result, error = shape_outcome(trigger, outcome)
-    return redact({"hook": str(path), "trigger_id": trigger.id, "source": "local",
-                   "status": status, "result": result, "error": error, "logs": outcome.logs,
-                   "stats": {"total_duration_ms": round((time.perf_counter() - started) * 1000,
-                                                        3), **outcome.stats},
-                   "ended_at": now_iso()}, declared)
+    return {"hook": str(path), "trigger_id": trigger.id, "source": "local", "status": status,
+            "result": redact(result, declared), "error": redact(error, declared),
+            "logs": redact(outcome.logs, declared),
+            "stats": {"total_duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                      **outcome.stats},
+            "ended_at": now_iso()}
 
 
 def push_directory(directory: Path, secrets: dict[str, str], api) -> list[str]:

@@ -234,3 +234,14 @@ def test_the_zygote_survives_many_back_to_back_runs(client, auth, hook, engine):
     statuses = {run(client, auth, hook["id"], {}).json["status"] for _ in range(60)}
     assert statuses == {"success"}
     assert engine.sandbox.process.pid == zygote and engine.sandbox.process.poll() is None
+
+
+def test_strptime_works_in_hooks(client, auth, make_hook):
+    """time/datetime.strptime import _strptime from C on first use (twilio's Verify needs it)."""
+    script = ("import time\nimport datetime\n"
+              "def send_phone_message(recipient, text, context):\n"
+              "    when = datetime.datetime.strptime('2026-11-23', '%Y-%m-%d')\n"
+              "    return [when.year, time.strptime('12', '%H').tm_hour]\n")
+    record = run(client, auth, make_hook(script=script)["id"], {}).json
+    assert record["status"] == "success", record["error"]
+    assert record["result"] == [2026, 12]

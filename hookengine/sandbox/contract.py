@@ -97,7 +97,8 @@ class LogSink:
                     self.getattr_(file, "write")(message + end)
                     return
                 line = message + (end if isinstance(end, str) else "\n")
-                self.text.append(line)
+                if not sink.dropped:  # `printed` keeps no more than the log does
+                    self.text.append(line)
                 sink.add("stdout", line.removesuffix("\n"))
 
             def __call__(self):  # `printed`

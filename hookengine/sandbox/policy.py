@@ -44,6 +44,9 @@ DENIED_MODULE_ROOTS = frozenset({
     # function) and unpickles (BaseModel.parse_raw(..., allow_pickle=True)); typing builds
     # the ForwardRefs those evaluate.
     "enum", "pydantic", "pydantic_core", "typing", "typing_extensions",
+    # warnings.warn(..., stacklevel=n) (twilio.rest.accounts.warn) prints engine frames'
+    # files and source lines into the hook's log and writes to their modules' globals.
+    "warnings", "_warnings",
 })
 
 # Builtins that must never reach a hook even though they live in `builtins`.
@@ -54,6 +57,9 @@ DENIED_BUILTINS = frozenset(id(f) for f in (
     builtins.memoryview, builtins.type, builtins.object, builtins.super, builtins.classmethod,
     builtins.staticmethod, builtins.property, builtins.__build_class__,
 ))
+
+# Modules the standard library imports lazily from C while a hook calls it.
+C_LEVEL_IMPORTS = frozenset({"_strptime"})
 
 RAW_OBJECT_TYPES = (types.ModuleType, types.FrameType, types.CodeType, types.TracebackType,
                     types.CellType)
@@ -246,6 +252,11 @@ class Guard:
             yield self.check(item, f"an item of {type(obj).__name__}")
 
     def import_(self, name, globals=None, locals=None, fromlist=(), level=0):
+        if name in C_LEVEL_IMPORTS and not fromlist and level == 0:
+            # Imported by C code on the hook's behalf (time.strptime, datetime.strptime),
+            # which then calls its private functions; hook code cannot name it (it starts
+            # with "_"), so the raw module never reaches the hook.
+            return importlib.import_module(name)
         if level != 0:
             raise ImportDenied("relative imports are not available to hooks")
         if not isinstance(name, str) or not self.allows_module(name):

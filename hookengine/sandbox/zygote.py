@@ -28,7 +28,7 @@ from hookengine.sandbox import warmup
 from hookengine.sandbox.child import encode_job, run_spare
 from hookengine.sandbox.contract import HOOK_FILENAME
 from hookengine.sandbox.isolation import ProcessJail
-from hookengine.sandbox.policy import STDLIB_MODULES, compile_hook
+from hookengine.sandbox.policy import C_LEVEL_IMPORTS, STDLIB_MODULES, compile_hook
 from hookengine.sandbox.protocol import read_frame, write_frame
 
 log = logging.getLogger("hookengine.zygote")
@@ -332,7 +332,7 @@ def _write_all(fd: int, data: bytes) -> None:
 
 def warm(packages: list[str]) -> None:
     """Import what hooks may use, load the SDKs' lazy parts, then freeze the heap for COW."""
-    for name in sorted(STDLIB_MODULES):
+    for name in sorted(STDLIB_MODULES | C_LEVEL_IMPORTS):
         importlib.import_module(name)
     import RestrictedPython  # noqa: F401 - compiled scripts need its guards loaded
     for package in packages:
