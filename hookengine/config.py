@@ -77,7 +77,7 @@ class Setting:
 # tests/test_docs.py fails when a row is missing. Environment: HOOKENGINE_<NAME>.
 SETTINGS = (
     Setting("DATA_DIR", "hookengine-data", as_str,
-            "Directory for the SQLite database, the key file and the zygote socket."),
+            "Directory for the SQLite database and the key file (created with mode 0700)."),
     Setting("SECRET_KEY", "", as_str,
             "Fernet key that encrypts hook secrets at rest. Empty: a key file `secret.key` "
             "(mode 0600) is created in the data directory."),

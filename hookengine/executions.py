@@ -12,6 +12,9 @@ from hookengine.auth import now_iso
 from hookengine.errors import NotFound
 
 JSON_FIELDS = ("payload", "result", "error", "logs", "stats")
+# Both served by the executions_hook (hook_id, id) index; tests check the query plans.
+COUNT_SQL = "SELECT COUNT(*) FROM executions WHERE hook_id = ?"
+LIST_SQL = "SELECT * FROM executions WHERE hook_id = ? ORDER BY id DESC LIMIT ? OFFSET ?"
 INTERRUPTED = {"name": "Interrupted",
                "message": "the engine stopped while this execution was running", "stack": ""}
 
@@ -56,10 +59,8 @@ class ExecutionStore:
         return _record(row)
 
     def list_for_hook(self, hook_id: str, page: int, per_page: int) -> tuple[int, list[dict]]:
-        total = self.store.query_one("SELECT COUNT(*) FROM executions WHERE hook_id = ?",
-                                     (hook_id,))[0]
-        rows = self.store.query("SELECT * FROM executions WHERE hook_id = ? ORDER BY id DESC "
-                                "LIMIT ? OFFSET ?", (hook_id, per_page, page * per_page))
+        total = self.store.query_one(COUNT_SQL, (hook_id,))[0]
+        rows = self.store.query(LIST_SQL, (hook_id, per_page, page * per_page))
         return total, [_record(row) for row in rows]
 
     def log_lines(self, hook_id: str, executions: int, after: str | None = None) -> list[dict]:

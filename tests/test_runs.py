@@ -8,6 +8,8 @@ import threading
 
 import pytest
 
+from hookengine.executions import COUNT_SQL, LIST_SQL
+
 PHONE = "send-phone-message"
 
 HELLO = '''
@@ -245,3 +247,18 @@ def test_strptime_works_in_hooks(client, auth, make_hook):
     record = run(client, auth, make_hook(script=script)["id"], {}).json
     assert record["status"] == "success", record["error"]
     assert record["result"] == [2026, 12]
+
+
+def test_execution_listing_uses_indexes_with_many_records(client, auth, hook, engine):
+    """20,000 records: pages come from the (hook_id, id) index, never a table scan."""
+    with engine.store.transaction() as db:
+        db.executemany(
+            "INSERT INTO executions (id, hook_id, trigger_id, source, status, started_at) "
+            "VALUES (?, ?, 'send-phone-message', 'test', 'success', '2026-11-23T00:00:00Z')",
+            [(f"01H{n:023d}", hook["id"] if n % 2 else "other") for n in range(20_000)])
+    plans = [" ".join(row[3] for row in engine.store.query(f"EXPLAIN QUERY PLAN {sql}", args))
+             for sql, args in ((LIST_SQL, (hook["id"], 50, 9000)), (COUNT_SQL, (hook["id"],)))]
+    assert all("USING" in plan and "INDEX executions_hook" in plan for plan in plans), plans
+    page = client.get(f"/api/v2/hooks/{hook['id']}/executions?include_totals=true&page=99"
+                      "&per_page=100", headers=auth("read:hooks")).json
+    assert page["total"] == 10_000 and len(page["executions"]) == 100
