@@ -82,13 +82,23 @@ class Runner:
         executions = self.engine.executions
         record = executions.start(hook, source, redact(payload, secrets))
         started = time.perf_counter()
-        job = build_job(self.engine.settings, trigger, script, dependencies, payload, secrets)
-        outcome = self.engine.sandbox.execute(job)
-        status, result, error = shape_outcome(trigger, outcome)
-        record.update(status=status, result=redact(result, secrets),
-                      error=redact(error, secrets), logs=redact(outcome.logs, secrets),
-                      stats={"total_duration_ms": round((time.perf_counter() - started) * 1000,
-                                                        3), **outcome.stats})
+        try:
+            job = build_job(self.engine.settings, trigger, script, dependencies, payload,
+                            secrets)
+            outcome = self.engine.sandbox.execute(job)
+            status, result, error = shape_outcome(trigger, outcome)
+            record.update(status=status, result=redact(result, secrets),
+                          error=redact(error, secrets), logs=redact(outcome.logs, secrets),
+                          stats={"total_duration_ms": round(
+                              (time.perf_counter() - started) * 1000, 3), **outcome.stats})
+        except Exception:
+            # An engine fault must not leave the record 'running' forever; the error itself
+            # still reaches the error handler (500, logged with its stack).
+            record.update(status="killed", error={
+                "name": "EngineError", "message": "the engine failed while handling this "
+                "execution; see the engine log", "stack": ""})
+            executions.finish(record)
+            raise
         executions.finish(record)
         log.info("Execution %s of hook %s (%s) ended %s in %.1f ms", record["id"], hook["id"],
                  source, status, record["stats"]["total_duration_ms"])

@@ -262,3 +262,16 @@ def test_execution_listing_uses_indexes_with_many_records(client, auth, hook, en
     page = client.get(f"/api/v2/hooks/{hook['id']}/executions?include_totals=true&page=99"
                       "&per_page=100", headers=auth("read:hooks")).json
     assert page["total"] == 10_000 and len(page["executions"]) == 100
+
+
+def test_an_engine_fault_mid_run_closes_the_record(app, client, auth, hook, engine,
+                                                   monkeypatch):
+    def broken(job):
+        raise RuntimeError("zygote exploded")
+
+    monkeypatch.setattr(engine.sandbox, "execute", broken)
+    response = run(client, auth, hook["id"], {})
+    assert response.status_code == 500
+    assert "zygote exploded" not in response.json["message"]  # no internals in the body
+    [record] = engine.executions.list_for_hook(hook["id"], 0, 10)[1]
+    assert record["status"] == "killed" and record["error"]["name"] == "EngineError"

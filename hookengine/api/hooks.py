@@ -5,7 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, request, url_for
 
 from hookengine.api import schemas
-from hookengine.api.routes import engine, json_body, paginate, query_bool, query_int, route
+from hookengine.api.routes import (MAX_PAGE, engine, json_body, paginate, query_bool, query_int,
+                                   route)
 from hookengine.errors import InvalidQuery
 from hookengine.hooks import FIELDS
 from hookengine.triggers import TRIGGERS
@@ -19,7 +20,8 @@ WRITE_ERRORS = (400, 401, 403, 404, 409, 413, 415)
        response=schemas.HOOK_LIST, query=schemas.LIST_QUERY, errors=(400, 401, 403))
 def get_hooks():
     """List hooks a page at a time, optionally by trigger or enabled state."""
-    page, per_page = query_int("page", 0), query_int("per_page", 50, maximum=100)
+    page = query_int("page", 0, maximum=MAX_PAGE)
+    per_page = query_int("per_page", 50, maximum=100)
     total, hooks = engine().hooks.list(page, per_page, query_bool("enabled"), _trigger_filter())
     return paginate(total, _select_fields(hooks), page, per_page, "hooks",
                     query_bool("include_totals", False))
@@ -48,7 +50,7 @@ def update_hook(id):
 
 
 @route(bp, "/hooks/<id>", "DELETE", summary="Delete a hook", scope="delete:hooks",
-       status=204, errors=(401, 403, 404))
+       status=204, errors=(400, 401, 403, 404))
 def delete_hook(id):
     """Delete a hook and its secrets."""
     engine().hooks.delete(id)
@@ -56,7 +58,7 @@ def delete_hook(id):
 
 
 def _trigger_filter() -> str | None:
-    trigger_id = request.args.get("triggerId") or None
+    trigger_id = request.args.get("triggerId")
     if trigger_id is not None and trigger_id not in TRIGGERS:
         raise InvalidQuery(f"Query parameter triggerId must be one of {', '.join(TRIGGERS)} "
                            f"(got {trigger_id!r}).")
@@ -65,13 +67,16 @@ def _trigger_filter() -> str | None:
 
 def _select_fields(hooks: list[dict]) -> list[dict]:
     """Apply `fields` and `include_fields` as Auth0 does (its SDKs send both)."""
-    names = [name.strip() for name in request.args.get("fields", "").split(",") if name.strip()]
+    include = query_bool("include_fields", True)  # checked even when `fields` is not sent
+    # Spaces around names are fine ("id, name"); other whitespace is part of an unknown name.
+    names = [name.strip(" ") for name in request.args.get("fields", "").split(",")
+             if name.strip(" ")]
     if not names:
         return hooks
     unknown = [name for name in names if name not in FIELDS]
     if unknown:
-        raise InvalidQuery(f"Query parameter fields names unknown field(s) {', '.join(unknown)}; "
-                           f"hook fields are {', '.join(FIELDS)}.")
-    include = query_bool("include_fields", True)
+        raise InvalidQuery(f"Query parameter fields names unknown field(s) "
+                           f"{', '.join(map(repr, unknown))}; hook fields are "
+                           f"{', '.join(FIELDS)}.")
     keep = [name for name in FIELDS if (name in names) == include]
     return [{name: hook[name] for name in keep} for hook in hooks]

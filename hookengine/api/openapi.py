@@ -18,8 +18,9 @@ RULE_VARIABLE = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
 
 
+# 400: for a query parameter, as on every route (this one takes none).
 @route(bp, "/openapi.json", "GET", summary="This API's OpenAPI document", scope=None,
-       tag="meta", errors=())
+       tag="meta", errors=(400,))
 def get_openapi():
     """Describe every operation registered so far (read at request time, not import time)."""
     return document()
@@ -81,6 +82,10 @@ def _responses(operation: Operation) -> dict:
     success: dict = {"description": HTTPStatus(operation.status).phrase}
     if operation.response is not None:
         success["content"] = {"application/json": {"schema": operation.response}}
+    if operation.event_stream:
+        success.setdefault("content", {})["text/event-stream"] = {"schema": {
+            "type": "string", "description": "Server-Sent Events: `event: log` with one log "
+                                            "line as JSON in `data`; comment lines as heartbeat."}}
     responses = {str(operation.status): success}
     for status in operation.errors:
         responses[str(status)] = {"description": HTTPStatus(status).phrase,

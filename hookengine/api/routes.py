@@ -7,6 +7,8 @@ the document cannot drift from the code.
 
 from __future__ import annotations
 
+import functools
+import re
 from dataclasses import dataclass, field
 
 from flask import current_app, request
@@ -14,6 +16,12 @@ from jsonschema import Draft202012Validator
 
 from hookengine.auth import require_scope
 from hookengine.errors import BadRequest, InvalidQuery, UnsupportedMediaType, ValidationError
+
+# Largest `page`: page * per_page must fit SQLite's 64-bit OFFSET (and a JavaScript number).
+MAX_PAGE = 2**31 - 1
+# Deeper request bodies would exhaust Python's recursion limit in the code that walks them
+# (parsing, secret redaction): a 500 instead of a 400.
+MAX_BODY_DEPTH = 100
 
 
 @dataclass
@@ -31,6 +39,7 @@ class Operation:
     tag: str = "hooks"
     errors: tuple[int, ...] = (400, 401, 403, 404)
     content_type: str = "application/json"
+    event_stream: bool = False
 
 
 OPERATIONS: list[Operation] = []
@@ -39,18 +48,40 @@ OPERATIONS: list[Operation] = []
 def route(blueprint, rule: str, method: str, *, summary: str, scope: str | None,
           status: int = 200, body: dict | None = None, response: dict | None = None,
           query: dict | None = None, tag: str = "hooks", errors=(400, 401, 403, 404),
-          content_type: str = "application/json"):
-    """Register `view` on `blueprint` for `method rule`, guarded by `scope`, and document it."""
+          content_type: str = "application/json", event_stream: bool = False):
+    """Register `view` on `blueprint` for `method rule`, guarded by `scope`, and document it.
+
+    `event_stream`: the success response may also be text/event-stream (Server-Sent Events).
+    """
     def decorator(view):
-        guarded = require_scope(scope)(view) if scope else view
+        checked = _checking_query(view, tuple(query or {}))
+        guarded = require_scope(scope)(checked) if scope else checked
         blueprint.add_url_rule(rule, endpoint=f"{view.__name__}", view_func=guarded,
                                methods=[method])
         OPERATIONS.append(Operation(
             path=(blueprint.url_prefix or "") + rule, method=method.lower(), scope=scope,
             summary=summary, status=status, body=body, response=response,
-            query=query or {}, tag=tag, errors=tuple(errors), content_type=content_type))
+            query=query or {}, tag=tag, errors=tuple(errors), content_type=content_type,
+            event_stream=event_stream))
         return guarded
     return decorator
+
+
+def _checking_query(view, known: tuple[str, ...]):
+    """400 for a query parameter the route does not take, or one sent more than once."""
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        unknown = [name for name in request.args if name not in known]
+        if unknown:
+            accepted = ", ".join(known) if known else "no query parameters"
+            raise InvalidQuery(f"Unknown query parameter(s) {', '.join(map(repr, unknown))}; "
+                               f"this route accepts {accepted}.")
+        repeated = [name for name in known if len(request.args.getlist(name)) > 1]
+        if repeated:
+            raise InvalidQuery(f"Query parameter(s) {', '.join(repeated)} sent more than once; "
+                               "send each at most once.")
+        return view(*args, **kwargs)
+    return wrapper
 
 
 def engine():
@@ -63,7 +94,13 @@ def json_body(schema: dict | None = None):
     if not request.is_json:
         raise UnsupportedMediaType(
             f"Content-Type must be application/json (got {request.content_type or 'none'}).")
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:  # nested deeper than the JSON parser can go
+        data = _TOO_DEEP
+    if data is _TOO_DEEP or _depth(data) > MAX_BODY_DEPTH:
+        raise BadRequest(f"The request body is nested more than {MAX_BODY_DEPTH} levels deep; "
+                         "send a flatter JSON document.")
     if data is None:
         raw = request.get_data(cache=True)
         if raw.strip() in (b"", b"null"):
@@ -79,6 +116,23 @@ def json_body(schema: dict | None = None):
     return data
 
 
+_TOO_DEEP = object()
+
+
+def _depth(data) -> int:
+    """Nesting depth of JSON data (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            value = value.values()
+        elif not isinstance(value, list):
+            continue
+        deepest = max(deepest, depth + 1)
+        stack.extend((item, depth + 1) for item in value)
+    return deepest
+
+
 def _describe(error) -> str:
     where = "/".join(str(p) for p in error.absolute_path)
     return f"{where}: {error.message}" if where else error.message
@@ -86,22 +140,23 @@ def _describe(error) -> str:
 
 def query_int(name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
     raw = request.args.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidQuery(f"Query parameter {name} must be an integer (got {raw!r}).") from None
-    if value < minimum or (maximum is not None and value > maximum):
+    # int() alone would also take "1_000", " 7 " and non-ASCII digits such as "٣".
+    if not re.fullmatch(r"[+-]?[0-9]+", raw):
+        raise InvalidQuery(f"Query parameter {name} must be an integer (got {raw!r}).")
+    value = int(raw) if len(raw) <= 30 else None  # None: far out of any range
+    if value is None or value < minimum or (maximum is not None and value > maximum):
         bound = f" and at most {maximum}" if maximum is not None else ""
+        shown = raw if len(raw) <= 30 else raw[:30] + "..."
         raise InvalidQuery(f"Query parameter {name} must be at least {minimum}{bound} "
-                           f"(got {value}).")
+                           f"(got {shown}).")
     return value
 
 
 def query_bool(name: str, default: bool | None = None) -> bool | None:
     raw = request.args.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     if raw.lower() in ("true", "1"):
         return True

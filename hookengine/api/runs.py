@@ -7,7 +7,9 @@ import time
 
 from flask import Blueprint, Response, request, stream_with_context
 
-from hookengine.api.routes import engine, json_body, paginate, query_bool, query_int, route
+from hookengine.api.routes import (MAX_PAGE, engine, json_body, paginate, query_bool, query_int,
+                                   route)
+from hookengine.triggers import TRIGGERS
 
 bp = Blueprint("runs", __name__, url_prefix="/api/v2")
 
@@ -34,8 +36,9 @@ RUN_BODY = {"type": "object", "additionalProperties": False, "properties": {
                 "sample payload when omitted."},
     "script": {"type": "string", "minLength": 1,
                "description": "Run this draft instead of the saved script (not saved)."},
-    "dependencies": {"type": "object", "additionalProperties": {"type": "string"}}}}
-PAGING = {"page": {"type": "integer", "minimum": 0},
+    "dependencies": {"type": "object", "additionalProperties": {"type": "string"}}},
+    "examples": [{}, {"payload": TRIGGERS["send-phone-message"].sample_payload}]}
+PAGING = {"page": {"type": "integer", "minimum": 0, "maximum": MAX_PAGE},
           "per_page": {"type": "integer", "minimum": 1, "maximum": 100},
           "include_totals": {"type": "boolean"}}
 HEARTBEAT_SECONDS = 15.0
@@ -43,7 +46,7 @@ HEARTBEAT_SECONDS = 15.0
 
 @route(bp, "/hooks/<id>/run", "POST", scope="execute:hooks", body=RUN_BODY,
        response=EXECUTION, summary="Run a hook (or an unsaved draft of it) on a payload",
-       tag="runs")
+       tag="runs", errors=(400, 401, 403, 404, 413, 415))
 def run_hook(id):
     body = json_body(RUN_BODY)
     hook = engine().hooks.get(id)
@@ -55,12 +58,25 @@ def run_hook(id):
                                dependencies=body.get("dependencies"))
 
 
+EXECUTION_LIST = {
+    "oneOf": [
+        {"type": "array", "items": EXECUTION},
+        {"type": "object", "additionalProperties": False,
+         "required": ["total", "start", "limit", "executions"],
+         "properties": {"total": {"type": "integer"}, "start": {"type": "integer"},
+                        "limit": {"type": "integer"},
+                        "executions": {"type": "array", "items": EXECUTION}}},
+    ],
+    "description": "A bare array, or {total, start, limit, executions} with include_totals=true.",
+}
+
+
 @route(bp, "/hooks/<id>/executions", "GET", scope="read:hooks", query=PAGING,
-       response={"type": "array", "items": EXECUTION}, tag="runs",
+       response=EXECUTION_LIST, tag="runs",
        summary="Executions of a hook, newest first")
 def list_executions(id):
     engine().hooks.get(id)
-    page, per_page = query_int("page", 0), query_int("per_page", 50, 1, 100)
+    page, per_page = query_int("page", 0, maximum=MAX_PAGE), query_int("per_page", 50, 1, 100)
     total, items = engine().executions.list_for_hook(id, page, per_page)
     return paginate(total, items, page, per_page, "executions",
                     query_bool("include_totals", False))
@@ -72,8 +88,10 @@ def get_execution(execution_id):
     return engine().executions.get(execution_id)
 
 
-@route(bp, "/hooks/<id>/logs", "GET", scope="read:hooks", tag="runs",
-       query={"follow": {"type": "boolean"}},
+@route(bp, "/hooks/<id>/logs", "GET", scope="read:hooks", tag="runs", event_stream=True,
+       query={"follow": {"type": "boolean"},
+              "after": {"type": "string", "description": "With follow=true: stream lines of "
+                        "executions after this execution id (default: the newest one)."}},
        response={"type": "object", "properties": {"logs": {"type": "array", "items": LOG_LINE}}},
        summary="Log lines of recent executions, newest first; ?follow=true streams new ones")
 def hook_logs(id):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from hookengine.hooks import NAME_PATTERN
+from hookengine.api.routes import MAX_PAGE
+from hookengine.hooks import FIELDS, NAME_PATTERN
 from hookengine.triggers import TRIGGERS
 
 TRIGGER_ID = {"type": "string", "enum": list(TRIGGERS),
@@ -31,11 +32,16 @@ HOOK = {
     "properties": {"id": {"type": "string"}, **_HOOK_FIELDS, "triggerId": TRIGGER_ID},
 }
 
+_EXAMPLE_SCRIPT = ("def send_phone_message(recipient, text, context):\n"
+                   "    return {\"MessageID\": \"SM0001\"}\n")
+
 HOOK_CREATE = {
     "type": "object",
     "additionalProperties": False,
     "required": ["name", "script", "triggerId"],
     "properties": {**_HOOK_FIELDS, "triggerId": TRIGGER_ID},
+    "examples": [{"name": "send-sms", "script": _EXAMPLE_SCRIPT,
+                  "triggerId": "send-phone-message", "enabled": True}],
 }
 
 # triggerId is absent on purpose (as in Auth0's spec): a hook never changes trigger.
@@ -44,6 +50,7 @@ HOOK_UPDATE = {
     "additionalProperties": False,
     "minProperties": 1,
     "properties": _HOOK_FIELDS,
+    "examples": [{"enabled": True}],
 }
 
 HOOK_LIST = {
@@ -64,10 +71,12 @@ SECRETS_SET = {
     "minProperties": 1,
     "additionalProperties": {"type": "string"},
     "description": "{NAME: value}; values are write-only.",
+    "examples": [{"TWILIO_AUTH_TOKEN": "an auth token"}],
 }
 
 SECRET_NAMES = {"type": "array", "minItems": 1, "items": {"type": "string"},
-                "description": "Names of the secrets to delete."}
+                "description": "Names of the secrets to delete.",
+                "examples": [["TWILIO_AUTH_TOKEN"]]}
 
 SECRETS_MASKED = {"type": "object", "additionalProperties": {"const": "_VALUE_NOT_SHOWN_"}}
 
@@ -86,8 +95,10 @@ ERROR = {
     },
 }
 
+_FIELD = "(?:" + "|".join(FIELDS) + ")"
+
 FIELDS_QUERY = {
-    "fields": {"type": "string",
+    "fields": {"type": "string", "pattern": f"^ *(?:{_FIELD} *)?(?:, *(?:{_FIELD} *)?)*$",
                "description": "Comma-separated fields to include (or exclude, with "
                               "include_fields=false)."},
     "include_fields": {"type": "boolean", "default": True,
@@ -96,7 +107,8 @@ FIELDS_QUERY = {
 }
 
 LIST_QUERY = {
-    "page": {"type": "integer", "minimum": 0, "default": 0, "description": "0-based page."},
+    "page": {"type": "integer", "minimum": 0, "maximum": MAX_PAGE, "default": 0,
+             "description": "0-based page."},
     "per_page": {"type": "integer", "minimum": 0, "maximum": 100, "default": 50},
     "include_totals": {"type": "boolean", "default": False,
                        "description": "Return {total, start, limit, hooks} instead of an array."},

@@ -33,8 +33,10 @@ def get_trigger_description(trigger_id):
 
 @route(bp, "/triggers/<trigger_id>/execute", "POST", scope="execute:hooks", tag="triggers",
        body={"type": "object", "description": "The trigger's parameters, e.g. "
-             "{recipient, text, context} for send-phone-message."},
-       response=EXECUTE_RESPONSE, summary="Run the enabled hook of a trigger (production path)")
+             "{recipient, text, context} for send-phone-message.",
+             "examples": [TRIGGERS["send-phone-message"].sample_payload]},
+       response=EXECUTE_RESPONSE, summary="Run the enabled hook of a trigger (production path)",
+       errors=(400, 401, 403, 404, 413, 415))
 def execute_trigger(trigger_id):
     get_trigger(trigger_id)
     payload = json_body()

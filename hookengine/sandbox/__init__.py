@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from hookengine.sandbox.deps import allowed_roots
 from hookengine.sandbox.egress import EgressPolicy
 from hookengine.sandbox.isolation import Limits
-from hookengine.sandbox.protocol import read_frame, write_frame
+from hookengine.sandbox.protocol import frame, read_frame
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +48,15 @@ class Job:
     def to_request(self) -> bytes:
         return json.dumps({
             "source": self.source, "entry": self.entry, "params": self.params,
-            "args": self.args, "secrets": self.secrets,
             "allowed_roots": sorted(allowed_roots(self.dependencies)),
             "limits": self.limits.to_dict(), "egress": self.egress.to_dict(),
             "max_script_bytes": self.max_script_bytes, "max_ast_depth": self.max_ast_depth,
         }).encode()
+
+    def to_payload(self) -> bytes:
+        """The second frame, the run's own data: the zygote passes it to the child without
+        reading it, so its memory (which every later child copies) never holds secrets."""
+        return json.dumps({"args": self.args, "secrets": self.secrets}).encode()
 
 
 @dataclass
@@ -129,7 +133,10 @@ class Sandbox:
         try:
             conn.settimeout(job.limits.timeout_seconds + REPLY_GRACE_SECONDS)
             conn.connect(self.socket_path)
-            write_frame(conn, job.to_request())
+            try:
+                conn.sendall(frame(job.to_request()) + frame(job.to_payload()))
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the zygote answered before reading it all (a compile error): read on
             payload = read_frame(conn, limit=64 * 1024 * 1024)
         except socket.timeout:
             payload = None

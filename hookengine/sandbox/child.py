@@ -17,7 +17,9 @@ from hookengine.sandbox.egress import EgressGuard, EgressPolicy
 from hookengine.sandbox.isolation import Limits
 from hookengine.sandbox.policy import Guard, build_globals
 
-JOB_HEADER = struct.Struct("!dI")  # zygote's clock at the request, length of the JSON part
+# zygote's clock at the request, lengths of the JSON part and of the code; then the run's
+# arguments and secrets (spliced in by the zygote) up to the end.
+JOB_HEADER = struct.Struct("!dII")
 
 # Written when even building the real answer ran out of memory.
 MEMORY_FALLBACK = json.dumps({"status": "memory_limit", "error": {
@@ -31,7 +33,8 @@ def encode_job(started: float, request: bytes, code) -> bytes:
     marshal is safe in this direction only: the zygote is trusted, the child is not, and
     nothing a child sends is ever unmarshalled.
     """
-    return JOB_HEADER.pack(started, len(request)) + request + marshal.dumps(code)
+    code = marshal.dumps(code)
+    return JOB_HEADER.pack(started, len(request), len(code)) + request + code
 
 
 def run_spare(jail, job_fd: int, answer_fd: int, workdir: str, uid: int | None,
@@ -44,10 +47,11 @@ def run_spare(jail, job_fd: int, answer_fd: int, workdir: str, uid: int | None,
         message = _read_all(job_fd)
         if not message:
             os._exit(0)  # the zygote retired this spare (or is gone)
-        started, size = JOB_HEADER.unpack_from(message)
+        started, size, code_size = JOB_HEADER.unpack_from(message)
         body = memoryview(message)[JOB_HEADER.size:]
         job = json.loads(bytes(body[:size]))
-        code = marshal.loads(body[size:])
+        code = marshal.loads(body[size:size + code_size])
+        job.update(json.loads(bytes(body[size + code_size:])))
         limits = Limits(**job["limits"])
         jail.limit(limits)
         EgressGuard(EgressPolicy(**job["egress"])).install()

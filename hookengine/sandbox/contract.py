@@ -157,8 +157,14 @@ def describe_error(error: BaseException, source: str) -> dict:
     return described
 
 
+MAX_RESULT_DEPTH = 64  # nesting of a result; deeper data is refused, not carried further
+
+
 def to_json(value, max_bytes: int) -> str:
     """JSON text of a hook's result, or TypeError/ValueError saying why it is not JSON data."""
+    depth = _depth(value)
+    if depth > MAX_RESULT_DEPTH:
+        raise ValueError(f"the result nests more than {MAX_RESULT_DEPTH} levels deep")
     try:
         text = json.dumps(value, allow_nan=False, separators=(",", ":"),
                           default=_not_json)
@@ -167,6 +173,22 @@ def to_json(value, max_bytes: int) -> str:
     if len(text) > max_bytes:
         raise ValueError(f"the result is {len(text)} bytes of JSON; the limit is {max_bytes}")
     return text
+
+
+def _depth(value) -> int:
+    """Nesting depth of lists and dicts, walked without recursion (and stopping early)."""
+    deepest, stack, seen = 0, [(value, 1)], 0
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, (list, tuple)):
+            deepest = max(deepest, depth)
+            seen += len(item)
+            if deepest > MAX_RESULT_DEPTH or seen > 10_000_000:
+                return deepest
+            stack.extend((child, depth + 1) for child in item)
+    return deepest
 
 
 def _not_json(value):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import select
 import socket
 import struct
 
@@ -19,8 +21,34 @@ def read_frame(sock: socket.socket, limit: int = MAX_REQUEST_BYTES) -> bytes | N
     return _read_exact(sock, size)
 
 
+def frame(payload: bytes) -> bytes:
+    return FRAME.pack(len(payload)) + payload
+
+
 def write_frame(sock: socket.socket, payload: bytes) -> None:
-    sock.sendall(FRAME.pack(len(payload)) + payload)
+    sock.sendall(frame(payload))
+
+
+def splice_frame(sock: socket.socket, fd: int, limit: int = MAX_REQUEST_BYTES,
+                 timeout: float = 10) -> None:
+    """Move the next frame's payload from `sock` to the pipe `fd` without reading it into
+    this process's memory (os.splice: the bytes stay in the kernel)."""
+    header = _read_exact(sock, FRAME.size)
+    if header is None:
+        raise ConnectionError("the connection closed before the frame")
+    (remaining,) = FRAME.unpack(header)
+    if remaining > limit:
+        raise ValueError(f"frame of {remaining} bytes is over the limit")
+    while remaining:
+        if not select.select([sock], [], [], timeout)[0]:
+            raise TimeoutError("the frame did not arrive in time")
+        try:
+            moved = os.splice(sock.fileno(), fd, remaining)
+        except BlockingIOError:
+            continue
+        if not moved:
+            raise ConnectionError("the connection closed inside the frame")
+        remaining -= moved
 
 
 def _read_exact(sock, size):

@@ -29,7 +29,7 @@ from hookengine.sandbox.child import encode_job, run_spare
 from hookengine.sandbox.contract import HOOK_FILENAME
 from hookengine.sandbox.isolation import ProcessJail
 from hookengine.sandbox.policy import C_LEVEL_IMPORTS, STDLIB_MODULES, compile_hook
-from hookengine.sandbox.protocol import read_frame, write_frame
+from hookengine.sandbox.protocol import read_frame, splice_frame, write_frame
 
 log = logging.getLogger("hookengine.zygote")
 
@@ -190,7 +190,10 @@ class Zygote:
         child.max_answer = 4 * (limits["max_output_bytes"] + limits["max_result_bytes"]) + 65536
         try:
             _write_all(child.job_fd, encode_job(started, request, code))
-        except OSError:
+            # The run's arguments and secrets go from the connection to the child's pipe
+            # inside the kernel: never read here, where every later child would inherit them.
+            splice_frame(conn, child.job_fd)
+        except (OSError, ValueError):
             pass  # the child died as a spare: its reaping answers this request as killed
         os.close(child.job_fd)
         conn.setblocking(False)
