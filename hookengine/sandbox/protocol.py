@@ -39,8 +39,10 @@ def splice_frame(sock: socket.socket, fd: int, limit: int = MAX_REQUEST_BYTES,
     (remaining,) = FRAME.unpack(header)
     if remaining > limit:
         raise ValueError(f"frame of {remaining} bytes is over the limit")
+    poller = select.poll()  # not select.select: the zygote may hold over 1024 descriptors
+    poller.register(sock, select.POLLIN)
     while remaining:
-        if not select.select([sock], [], [], timeout)[0]:
+        if not poller.poll(timeout * 1000):
             raise TimeoutError("the frame did not arrive in time")
         try:
             moved = os.splice(sock.fileno(), fd, remaining)
