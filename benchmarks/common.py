@@ -28,6 +28,17 @@ def median_of_rounds(fn, count: int, rounds: int) -> float:
     return statistics.median(statistics.median(timed(fn, count)) for _ in range(rounds))
 
 
+def median_of_paced(fn, gap: float, rounds: int, count: int = 50) -> float:
+    """Median over rounds of the median latency of fn() called after `gap` s of idle."""
+    def one():
+        time.sleep(gap)
+        start = time.perf_counter()
+        fn()
+        return (time.perf_counter() - start) * 1000
+    return statistics.median(statistics.median(one() for _ in range(count))
+                             for _ in range(rounds))
+
+
 def percentile(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]

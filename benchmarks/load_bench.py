@@ -113,7 +113,7 @@ def run_memory(executions: int = 10000) -> None:
         record(f"server RSS growth over {done} executions (MB)",
                f"{(after[0] - before[0]) / 1024:+.1f}", f"{before[0] / 1024:.0f} MB after "
                f"{warm} warm-up runs", f"{failed} failed runs")
-        record(f"zygote RSS growth over {done} executions (MB)",
+        record(f"zygote RSS growth over {done} executions, the zygote that ran them (MB)",
                f"{(after[1] - before[1]) / 1024:+.1f}", f"{before[1] / 1024:.0f} MB")
     finally:
         server.stop()

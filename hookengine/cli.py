@@ -59,7 +59,8 @@ def serve(host, port, data_dir):
 
     app = create_app({"DATA_DIR": data_dir} if data_dir else None)
     engine = app.extensions["hookengine"]
-    engine.sandbox  # start the zygote now: the first Run must not pay for it
+    engine.sandbox_for({})  # start the zygotes now: the first Run must not pay for them
+    engine.sandbox
     server = make_server(app, host, port)
 
     def stop(signum, frame):

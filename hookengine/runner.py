@@ -85,7 +85,7 @@ class Runner:
         try:
             job = build_job(self.engine.settings, trigger, script, dependencies, payload,
                             secrets)
-            outcome = self.engine.sandbox.execute(job)
+            outcome = self.engine.sandbox_for(dependencies).execute(job)
             status, result, error = shape_outcome(trigger, outcome)
             record.update(status=status, result=redact(result, secrets),
                           error=redact(error, secrets), logs=redact(outcome.logs, secrets),

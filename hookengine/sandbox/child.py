@@ -15,7 +15,7 @@ from hookengine.sandbox.contract import (HOOK_ERRORS, Clock, LogSink, StreamToSi
                                          describe_error, hook_arguments, to_json)
 from hookengine.sandbox.egress import EgressGuard, EgressPolicy
 from hookengine.sandbox.isolation import Limits
-from hookengine.sandbox.policy import Guard, build_globals
+from hookengine.sandbox.policy import Guard, build_globals, compile_hook
 
 # zygote's clock at the request, lengths of the JSON part and of the code; then the run's
 # arguments and secrets (spliced in by the zygote) up to the end.
@@ -44,6 +44,9 @@ def run_spare(jail, job_fd: int, answer_fd: int, workdir: str, uid: int | None,
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     try:
         jail.prepare(workdir, uid, (job_fd, answer_fd), parent)
+        random.seed()  # the zygote's state is shared by every child: reseed from os.urandom
+        rehearse()
+        jail.note_baseline()
         message = _read_all(job_fd)
         if not message:
             os._exit(0)  # the zygote retired this spare (or is gone)
@@ -55,7 +58,6 @@ def run_spare(jail, job_fd: int, answer_fd: int, workdir: str, uid: int | None,
         limits = Limits(**job["limits"])
         jail.limit(limits)
         EgressGuard(EgressPolicy(**job["egress"])).install()
-        random.seed()  # the zygote's state is shared by every child: reseed from os.urandom
         answer = execute(job, code, limits, Clock(started)).encode()
     except MemoryError:
         answer = MEMORY_FALLBACK
@@ -70,6 +72,27 @@ def run_spare(jail, job_fd: int, answer_fd: int, workdir: str, uid: int | None,
         os.close(answer_fd)  # EOF now: the zygote answers without waiting for our exit
     finally:
         os._exit(0)
+
+
+REHEARSAL = {"source": "def rehearse(context):\n    print(context.code)\n    return [1]\n",
+             "entry": "rehearse", "params": ["context"], "args": [{"code": "0"}],
+             "secrets": {}, "allowed_roots": []}
+
+
+_rehearsal_code = None
+
+
+def prepare_rehearsal() -> None:
+    """In the zygote: compile the rehearsal once for every child."""
+    global _rehearsal_code
+    _rehearsal_code = compile_hook(REHEARSAL["source"], "rehearsal", 1000, 10).code
+
+
+def rehearse() -> None:
+    """Run a tiny hook while still a spare, before any job: the pages a run writes to are
+    copied (copy-on-write faults) now, off the request's path, instead of during it."""
+    if _rehearsal_code is not None:
+        execute(REHEARSAL, _rehearsal_code, Limits(), Clock())
 
 
 def _read_all(fd: int) -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import socket
+import sys
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -131,9 +132,10 @@ class EgressGuard:
 
     def _install_host_map(self) -> None:
         """Send requests for a mapped host to its target, scheme included (https -> http)."""
-        if not self.policy.host_map:
-            return
-        from requests.adapters import HTTPAdapter
+        adapters = sys.modules.get("requests.adapters")
+        if not self.policy.host_map or adapters is None:
+            return  # nothing here speaks HTTP through requests (a zygote without the SDKs)
+        HTTPAdapter = adapters.HTTPAdapter
 
         host_map, real_send = self.policy.host_map, HTTPAdapter.send
 

@@ -77,6 +77,7 @@ class ProcessJail:
 
     def __init__(self, uid_base: int, use_seccomp: bool, use_namespaces: bool = True):
         self.is_root = os.geteuid() == 0
+        self.baseline = 0
         self.uid_base = uid_base
         self.libc = ctypes.CDLL(None, use_errno=True)
         self.seccomp = _syscall_filter() if use_seccomp else None
@@ -164,13 +165,17 @@ class ProcessJail:
         if self.seccomp is not None:
             self.seccomp.load()
 
+    def note_baseline(self) -> None:
+        """Read the address space in use now, while no job waits; the memory limit adds to it."""
+        self.baseline = _address_space_bytes()
+
     def limit(self, limits: Limits) -> None:
         """When the job arrives: hard resource limits, soft = hard.
 
         Only lowering is possible from here: the process has no capabilities (it is not root,
         or no longer root), so a hook can never raise a limit back up.
         """
-        baseline = _address_space_bytes()
+        baseline = self.baseline or _address_space_bytes()
         for name, value in (
             ("RLIMIT_CORE", 0),                  # no core files with secrets in them
             ("RLIMIT_CPU", limits.cpu_seconds),

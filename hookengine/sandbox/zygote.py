@@ -25,7 +25,7 @@ import time
 from collections import OrderedDict
 
 from hookengine.sandbox import warmup
-from hookengine.sandbox.child import encode_job, run_spare
+from hookengine.sandbox.child import encode_job, prepare_rehearsal, run_spare
 from hookengine.sandbox.contract import HOOK_FILENAME
 from hookengine.sandbox.isolation import ProcessJail
 from hookengine.sandbox.policy import C_LEVEL_IMPORTS, STDLIB_MODULES, compile_hook
@@ -340,6 +340,7 @@ def warm(packages: list[str]) -> None:
     import RestrictedPython  # noqa: F401 - compiled scripts need its guards loaded
     for package in packages:
         warmup.warm(package)
+    prepare_rehearsal()
     gc.collect()
     gc.freeze()  # children do not dirty the shared pages when they collect
 
