@@ -6,19 +6,16 @@ import functools
 import hashlib
 import hmac
 import secrets as stdlib_secrets
-from datetime import datetime, timezone
 
 from ulid import ULID
+
+from hookengine.clock import utc_now
 
 from hookengine.errors import Forbidden, Unauthorized, ValidationError
 
 SCOPES = ("read:hooks", "create:hooks", "update:hooks", "delete:hooks", "execute:hooks")
 TOKEN_PREFIX = "he_"
 
-
-def now_iso() -> str:
-    """UTC timestamp with milliseconds and a Z, as the execution record shows times."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def hash_token(token: str) -> str:
@@ -44,7 +41,7 @@ class TokenStore:
             db.execute("INSERT INTO tokens (id, token_hash, scopes, description, created_at) "
                        "VALUES (?, ?, ?, ?, ?)",
                        (str(ULID()), hash_token(token), " ".join(sorted(set(scopes))),
-                        description, now_iso()))
+                        description, utc_now()))
         return token
 
     def list(self) -> list[dict]:
@@ -55,7 +52,7 @@ class TokenStore:
     def revoke(self, token_id: str) -> bool:
         with self.store.transaction() as db:
             cursor = db.execute("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at "
-                                "IS NULL", (now_iso(), token_id))
+                                "IS NULL", (utc_now(), token_id))
         return cursor.rowcount == 1
 
     def scopes_of(self, token: str) -> set[str] | None:
@@ -84,14 +81,20 @@ def require_scope(scope: str):
 
         @functools.wraps(view)
         def wrapper(*args, **kwargs):
-            from flask import current_app, request
+            from flask import current_app, g, request
 
             token = bearer_token(request.headers.get("Authorization"))
             scopes = current_app.extensions["hookengine"].tokens.scopes_of(token)
             if scopes is None:
                 raise Unauthorized("Invalid token: unknown or revoked.")
-            if scope not in scopes:
-                raise Forbidden(f"Insufficient scope; expected any of: {scope}.")
+            check_scope(scopes, scope)
+            g.scopes = scopes  # for views that need a further scope for some requests
             return view(*args, **kwargs)
         return wrapper
     return decorator
+
+
+def check_scope(scopes: set[str], scope: str, why: str = "") -> None:
+    """403 with Auth0's message when `scope` is missing."""
+    if scope not in scopes:
+        raise Forbidden(f"Insufficient scope; expected any of: {scope}.{why}")

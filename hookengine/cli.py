@@ -59,6 +59,10 @@ def serve(host, port, data_dir):
 
     app = create_app({"DATA_DIR": data_dir} if data_dir else None)
     engine = app.extensions["hookengine"]
+    interrupted = engine.executions.mark_interrupted()
+    if interrupted:
+        click.echo(f"marked {interrupted} execution(s) cut off by the last stop as "
+                   "interrupted", err=True)
     engine.sandbox_for({})  # start the zygotes now: the first Run must not pay for them
     engine.sandbox
     server = make_server(app, host, port)

@@ -103,7 +103,8 @@ SETTINGS = (
             "Largest file a hook may write in its private directory (RLIMIT_FSIZE)."),
     Setting("SANDBOX_UID", 61000, as_int,
             "First uid/gid of the unprivileged users hook processes run as when the engine "
-            "runs as root (one per concurrent execution, from a range of 1000)."),
+            "runs as root (one per concurrent execution, from a range of 2000: 1000 for "
+            "each of the two zygotes)."),
     Setting("ALLOWED_PACKAGES", "twilio,vonage,requests", as_list,
             "Packages hooks may declare and import (must be installed)."),
     Setting("EGRESS_ALLOW", "", as_list,

@@ -11,6 +11,8 @@ from hookengine.store import Store
 
 log = logging.getLogger(__name__)
 
+UID_RANGE = 1000  # uids per zygote (its concurrent executions); see sandbox/zygote.py SLOTS
+
 
 class Engine:
     """Store, tokens, secrets, hooks, executions and the runner, wired together."""
@@ -26,7 +28,7 @@ class Engine:
         self.secrets = SecretStore(self.store, load_cipher(settings["SECRET_KEY"],
                                                            settings["DATA_DIR"]),
                                    settings["MAX_SECRETS"], settings["MAX_SECRET_BYTES"])
-        self.hooks = HookStore(self.store, self.secrets, settings)
+        self.hooks = HookStore(self.store, settings)
         self.executions = ExecutionStore(self.store, settings)
         # Two zygotes: one with every allowed SDK preloaded, and a small one for hooks that
         # declare no dependencies. Forking costs in proportion to the zygote's memory (70 MB
@@ -36,6 +38,8 @@ class Engine:
         self._owns_sandbox = sandbox is None
         self._sandbox_lock = threading.Lock()
         self.runner = Runner(self)
+        # Live log streams each hold a server thread: keep most threads for runs.
+        self.followers = threading.BoundedSemaphore(max(1, settings["SERVER_THREADS"] // 4))
 
     @property
     def sandbox(self):
@@ -55,8 +59,10 @@ class Engine:
                 if self._sandboxes[kind] is None:
                     from hookengine.sandbox import Sandbox
 
+                    # Each zygote its own range of uids: runs never share a uid.
+                    offset = 0 if kind == "full" else UID_RANGE
                     self._sandboxes[kind] = Sandbox(
-                        packages, uid_base=self.settings["SANDBOX_UID"],
+                        packages, uid_base=self.settings["SANDBOX_UID"] + offset,
                         seccomp=self.settings["SECCOMP"],
                         namespaces=self.settings["NAMESPACES"]).start()
         return self._sandboxes[kind]

@@ -8,13 +8,14 @@ from datetime import datetime, timedelta, timezone
 
 from ulid import ULID
 
-from hookengine.auth import now_iso
+from hookengine.clock import utc_now
 from hookengine.errors import NotFound
 
 JSON_FIELDS = ("payload", "result", "error", "logs", "stats")
 # Both served by the executions_hook (hook_id, id) index; tests check the query plans.
 COUNT_SQL = "SELECT COUNT(*) FROM executions WHERE hook_id = ?"
 LIST_SQL = "SELECT * FROM executions WHERE hook_id = ? ORDER BY id DESC LIMIT ? OFFSET ?"
+NEXT_SEQ = "SELECT COALESCE(MAX(finished_seq), 0) + 1 FROM executions"
 INTERRUPTED = {"name": "Interrupted",
                "message": "the engine stopped while this execution was running", "stack": ""}
 
@@ -26,12 +27,11 @@ class ExecutionStore:
         self.store = store
         self.settings = settings
         self.changed = threading.Condition()
-        self.mark_interrupted()
 
     def start(self, hook: dict, source: str, payload) -> dict:
         record = {"id": str(ULID()), "hook_id": hook["id"], "trigger_id": hook["triggerId"],
                   "source": source, "status": "running", "payload": payload, "result": None,
-                  "error": None, "logs": [], "stats": {}, "started_at": now_iso(),
+                  "error": None, "logs": [], "stats": {}, "started_at": utc_now(),
                   "ended_at": None}
         with self.store.transaction() as db:
             db.execute("INSERT INTO executions (id, hook_id, trigger_id, source, status, "
@@ -41,10 +41,10 @@ class ExecutionStore:
         return record
 
     def finish(self, record: dict) -> dict:
-        record["ended_at"] = now_iso()
+        record["ended_at"] = utc_now()
         with self.store.transaction() as db:
             db.execute("UPDATE executions SET status = ?, result = ?, error = ?, logs = ?, "
-                       "stats = ?, ended_at = ? WHERE id = ?",
+                       "stats = ?, ended_at = ?, finished_seq = (" + NEXT_SEQ + ") WHERE id = ?",
                        (record["status"], json.dumps(record["result"]),
                         json.dumps(record["error"]), json.dumps(record["logs"]),
                         json.dumps(record["stats"]), record["ended_at"], record["id"]))
@@ -63,23 +63,37 @@ class ExecutionStore:
         rows = self.store.query(LIST_SQL, (hook_id, per_page, page * per_page))
         return total, [_record(row) for row in rows]
 
-    def log_lines(self, hook_id: str, executions: int, after: str | None = None) -> list[dict]:
-        """Lines of the hook's recent finished executions, newest first; `after` an id."""
+    def log_lines(self, hook_id: str, executions: int) -> list[dict]:
+        """Lines of the hook's most recently finished executions, newest first."""
         rows = self.store.query(
-            "SELECT id, logs FROM executions WHERE hook_id = ? AND ended_at IS NOT NULL "
-            "AND id > ? ORDER BY id DESC LIMIT ?", (hook_id, after or "", executions))
-        lines = []
-        for row in rows:
-            for line in reversed(json.loads(row["logs"])):
-                lines.append({"execution_id": row["id"], **line})
-        return lines
+            "SELECT id, logs FROM executions WHERE hook_id = ? AND finished_seq IS NOT NULL "
+            "ORDER BY finished_seq DESC LIMIT ?", (hook_id, executions))
+        return [{"execution_id": row["id"], **line}
+                for row in rows for line in reversed(json.loads(row["logs"]))]
+
+    def lines_after(self, hook_id: str, after: int, limit: int = 100) -> tuple[list[dict], int]:
+        """Lines of executions that finished after position `after`, oldest first, and the
+        position to resume from."""
+        rows = self.store.query(
+            "SELECT id, logs, finished_seq FROM executions WHERE hook_id = ? AND "
+            "finished_seq > ? ORDER BY finished_seq LIMIT ?", (hook_id, after, limit))
+        lines = [{"execution_id": row["id"], "seq": row["finished_seq"], **line}
+                 for row in rows for line in json.loads(row["logs"])]
+        return lines, (rows[-1]["finished_seq"] if rows else after)
+
+    def last_position(self, hook_id: str) -> int:
+        row = self.store.query_one("SELECT MAX(finished_seq) FROM executions WHERE hook_id = ?",
+                                   (hook_id,))
+        return row[0] or 0
 
     def mark_interrupted(self) -> int:
-        """At start: executions left 'running' by a previous process were cut off."""
+        """At `hookengine serve` start: executions a previous server left 'running' were cut
+        off. (Only the server calls it: a CLI command opening the same store must not.)"""
         with self.store.transaction() as db:
             cursor = db.execute("UPDATE executions SET status = 'interrupted', error = ?, "
-                                "ended_at = ? WHERE status = 'running'",
-                                (json.dumps(INTERRUPTED), now_iso()))
+                                "ended_at = ?, finished_seq = (" + NEXT_SEQ + ") "
+                                "WHERE status = 'running'",
+                                (json.dumps(INTERRUPTED), utc_now()))
         return cursor.rowcount
 
     def purge(self) -> int:
@@ -94,6 +108,7 @@ class ExecutionStore:
 
 def _record(row) -> dict:
     record = dict(row)
+    record.pop("finished_seq", None)  # the store's own bookkeeping, not part of the record
     for name in JSON_FIELDS:
         record[name] = json.loads(record[name]) if record[name] is not None else None
     return record

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import re
 
+from packaging.utils import canonicalize_name
 from ulid import ULID
 
-from hookengine.auth import now_iso
+from hookengine.clock import utc_now
 from hookengine.errors import Conflict, NotFound, ValidationError
 from hookengine.sandbox.contract import HOOK_FILENAME
 from hookengine.sandbox.deps import check as check_dependencies
@@ -24,12 +25,44 @@ UPDATABLE = ("name", "script", "enabled", "dependencies")
 _COLUMNS = "id, name, script, trigger_id, enabled, dependencies"
 
 
+def validate_script(settings: dict, script: str, trigger_id: str,
+                    dependencies: dict | None = None, *,
+                    fallback: dict | None = None) -> tuple[dict, ScriptMetadata]:
+    """Compile, read the PEP 723 block and check dependencies; 400 lists every problem.
+
+    Returns the dependencies in force: `dependencies` when given, else the block's when the
+    script has a block, else `fallback` (what the hook had), else none.
+    """
+    trigger = TRIGGERS[trigger_id]
+    compiled = compile_hook(script, HOOK_FILENAME, settings["MAX_SCRIPT_BYTES"],
+                            settings["MAX_AST_DEPTH"],
+                            entry_function=trigger.entry_function)
+    problems = list(compiled.errors)
+    metadata, meta_problems = parse_metadata(script) if isinstance(script, str) else (
+        ScriptMetadata(), [])
+    problems += meta_problems
+    if metadata.trigger is not None and metadata.trigger != trigger_id:
+        problems.append(f"the '# /// script' block declares trigger {metadata.trigger!r} "
+                        f"but the hook's triggerId is {trigger_id!r}")
+    problems += [f"the '# /// script' block declares secret {name!r}, which is not a valid "
+                 "secret name (a letter or _, then letters, digits, _ and -)"
+                 for name in metadata.secrets if not SECRET_NAME.fullmatch(name)]
+    if dependencies is None:
+        dependencies = metadata.dependencies if metadata.present else dict(fallback or {})
+    problems += check_dependencies(dependencies, settings["ALLOWED_PACKAGES"])
+    if problems:
+        raise ValidationError("Invalid script", problems)
+    # Stored by canonical name ("Twilio" -> "twilio"), as imports and egress look them up.
+    if isinstance(dependencies, dict):
+        dependencies = {canonicalize_name(str(k)): v for k, v in dependencies.items()}
+    return dict(dependencies), metadata
+
+
 class HookStore:
     """Create, read, list, update and delete hooks; validate scripts for saves and drafts."""
 
-    def __init__(self, store, secrets, settings: dict):
-        self.store = store
-        self.secrets = secrets  # a hook's secret rows go with it by ON DELETE CASCADE
+    def __init__(self, store, settings: dict):
+        self.store = store  # a hook's secret rows go with it by ON DELETE CASCADE
         self.settings = settings
 
     def create(self, data: dict) -> dict:
@@ -37,7 +70,7 @@ class HookStore:
         dependencies = self._validated(data, ("name", "script", "triggerId"),
                                        data.get("triggerId"), data.get("script"), None)
         trigger_id = data["triggerId"]
-        now = now_iso()
+        now = utc_now()
         hook_id = str(ULID())
         with self.store.transaction() as db:
             self._check_name_free(db, data["name"])
@@ -52,6 +85,9 @@ class HookStore:
                        (hook_id, data["name"], data["script"], trigger_id, int(enabled),
                         json.dumps(dependencies), now, now))
         return self.get(hook_id)
+
+    def exists(self, hook_id: str) -> bool:
+        return self.store.query_one("SELECT 1 FROM hooks WHERE id = ?", (hook_id,)) is not None
 
     def get(self, hook_id: str) -> dict:
         row = self.store.query_one(f"SELECT {_COLUMNS} FROM hooks WHERE id = ?", (hook_id,))
@@ -92,11 +128,11 @@ class HookStore:
                 hook["dependencies"])
         else:
             self._validated(data, (), None, None, None)
-        now = now_iso()
+        now = utc_now()
         with self.store.transaction() as db:
             if "name" in changes and changes["name"] != hook["name"]:
                 self._check_name_free(db, changes["name"])
-            if changes.get("enabled") and not hook["enabled"]:
+            if changes.get("enabled"):  # even if it was enabled when read: another may be now
                 _disable_others(db, hook["triggerId"], hook_id, now)
             # Only the sent fields are written, so concurrent edits of others are kept.
             columns = {"dependencies": json.dumps, "enabled": int}
@@ -123,36 +159,8 @@ class HookStore:
 
     def validate_script(self, script: str, trigger_id: str, dependencies: dict | None = None,
                         *, fallback: dict | None = None) -> tuple[dict, ScriptMetadata]:
-        """Compile, read the PEP 723 block and check dependencies; 400 lists every problem.
-
-        Returns the dependencies in force: `dependencies` when given, else the block's when the
-        script has a block, else `fallback` (what the hook had), else none.
-        """
-        trigger = TRIGGERS[trigger_id]
-        compiled = compile_hook(script, HOOK_FILENAME, self.settings["MAX_SCRIPT_BYTES"],
-                                self.settings["MAX_AST_DEPTH"],
-                                entry_function=trigger.entry_function)
-        problems = list(compiled.errors)
-        metadata, meta_problems = parse_metadata(script) if isinstance(script, str) else (
-            ScriptMetadata(), [])
-        problems += meta_problems
-        if metadata.trigger is not None and metadata.trigger != trigger_id:
-            problems.append(f"the '# /// script' block declares trigger {metadata.trigger!r} "
-                            f"but the hook's triggerId is {trigger_id!r}")
-        problems += [f"the '# /// script' block declares secret {name!r}, which is not a valid "
-                     "secret name (a letter or _, then letters, digits, _ and -)"
-                     for name in metadata.secrets if not SECRET_NAME.fullmatch(name)]
-        if dependencies is None:
-            dependencies = metadata.dependencies if metadata.present else dict(fallback or {})
-        problems += check_dependencies(dependencies, self.settings["ALLOWED_PACKAGES"])
-        if problems:
-            raise ValidationError("Invalid script", problems)
-        return dict(dependencies), metadata
-
-    def declared_secrets(self, hook: dict) -> list[str]:
-        """Secret names the hook's PEP 723 block declares (a run needs each to be set)."""
-        metadata, _ = parse_metadata(hook["script"])
-        return list(metadata.secrets)
+        return validate_script(self.settings, script, trigger_id, dependencies,
+                               fallback=fallback)
 
     def _validated(self, data: dict, required: tuple[str, ...], trigger_id: str | None,
                    script, fallback: dict | None) -> dict:

@@ -2,55 +2,50 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import click
 
-from hookengine.auth import now_iso
-from hookengine.runner import build_job, missing_secrets, shape_outcome
-from hookengine.sandbox.deps import check as check_dependencies
+from hookengine.clock import utc_now
+from hookengine.errors import HookEngineError
+from hookengine.hooks import validate_script
+from hookengine.runner import execute, missing_secrets
 from hookengine.sandbox.metadata import parse_metadata
-from hookengine.secrets import redact
 from hookengine.triggers import TRIGGERS, get_trigger
 
 
 def run_file(path: Path, payload, secrets: dict[str, str], settings: dict) -> dict:
-    """Run a hook file in the same sandbox as the server, without a server or a database."""
+    """Run a hook file in the same sandbox as the server, without a server or a database.
+
+    The file passes the same checks as an upload, and runs through the same steps as a run.
+    """
     from hookengine.sandbox import Sandbox
 
     script = path.read_text()
     metadata, problems = parse_metadata(script)
-    if problems:
-        raise click.ClickException(f"{path}: " + "; ".join(problems))
-    if metadata.trigger not in TRIGGERS:
-        raise click.ClickException(f"{path}: the PEP 723 block must name a trigger "
-                                   f"([tool.hookengine] trigger = one of {', '.join(TRIGGERS)})")
-    problems = check_dependencies(metadata.dependencies, settings["ALLOWED_PACKAGES"])
-    if problems:
-        raise click.ClickException(f"{path}: " + "; ".join(problems))
-    trigger = get_trigger(metadata.trigger)
-    payload = trigger.validate(trigger.sample_payload if payload is None else payload)
+    if problems or metadata.trigger not in TRIGGERS:
+        raise click.ClickException(f"{path}: " + ("; ".join(problems) or (
+            "the PEP 723 block must name a trigger ([tool.hookengine] trigger = one of "
+            f"{', '.join(TRIGGERS)})")))
+    try:
+        dependencies, _ = validate_script(settings, script, metadata.trigger)
+        trigger = get_trigger(metadata.trigger)
+        payload = trigger.validate(trigger.sample_payload if payload is None else payload)
+    except HookEngineError as error:
+        raise click.ClickException(f"{path}: {error.message}") from None
     missing = missing_secrets(script, secrets)
     if missing:
         raise click.ClickException(f"{path} declares secrets that are not set: "
                                    f"{', '.join(missing)} (pass --secrets FILE.env)")
     declared = {name: secrets[name] for name in metadata.secrets}
-    sandbox = Sandbox(sorted(metadata.dependencies) or [], settings["SANDBOX_UID"],
-                      settings["SECCOMP"], settings["NAMESPACES"]).start()
+    sandbox = Sandbox(sorted(dependencies), settings["SANDBOX_UID"], settings["SECCOMP"],
+                      settings["NAMESPACES"]).start()
     try:
-        started = time.perf_counter()
-        outcome = sandbox.execute(build_job(settings, trigger, script, metadata.dependencies,
-                                            payload, declared))
+        fields = execute(sandbox, settings, trigger, script, dependencies, payload, declared)
     finally:
         sandbox.close()
-    status, result, error = shape_outcome(trigger, outcome)
-    return {"hook": str(path), "trigger_id": trigger.id, "source": "local", "status": status,
-            "result": redact(result, declared), "error": redact(error, declared),
-            "logs": redact(outcome.logs, declared),
-            "stats": {"total_duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                      **outcome.stats},
-            "ended_at": now_iso()}
+    return {"hook": str(path), "trigger_id": trigger.id, "source": "local", **fields,
+            "ended_at": utc_now()}
 
 
 def push_directory(directory: Path, secrets: dict[str, str], api) -> list[str]:
@@ -59,7 +54,7 @@ def push_directory(directory: Path, secrets: dict[str, str], api) -> list[str]:
     Only names present in the env file are sent: a secret already stored and not given is left
     as it is, never clobbered or deleted.
     """
-    existing = {hook["name"]: hook for hook in api.get("/hooks?per_page=100")}
+    existing = {hook["name"]: hook for hook in _all_hooks(api)}
     report = []
     for path in sorted(directory.glob("*.py")):
         script = path.read_text()
@@ -90,3 +85,13 @@ def push_directory(directory: Path, secrets: dict[str, str], api) -> list[str]:
             report.append(f"  secrets set: {', '.join(sorted(given)) or 'none'}"
                           + (f"; still missing: {', '.join(unset)}" if unset else ""))
     return report
+
+
+def _all_hooks(api) -> list[dict]:
+    hooks, page = [], 0
+    while True:
+        batch = api.get(f"/hooks?per_page=100&page={page}")
+        hooks += batch
+        if len(batch) < 100:
+            return hooks
+        page += 1

@@ -55,6 +55,19 @@ def shape_outcome(trigger, outcome) -> tuple[str, object, dict | None]:
                                "stack": ""}
 
 
+def execute(sandbox, settings: dict, trigger, script: str, dependencies: dict, payload: dict,
+            secrets: dict[str, str]) -> dict:
+    """One execution in `sandbox`: the record's fields, redacted (server and CLI share it)."""
+    started = time.perf_counter()
+    outcome = sandbox.execute(build_job(settings, trigger, script, dependencies, payload,
+                                        secrets))
+    status, result, error = shape_outcome(trigger, outcome)
+    return {"status": status, "result": redact(result, secrets),
+            "error": redact(error, secrets), "logs": redact(outcome.logs, secrets),
+            "stats": {"total_duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                      **outcome.stats}}
+
+
 class Runner:
     """Test runs (the Run button) and trigger executions, recorded with redacted secrets."""
 
@@ -81,16 +94,9 @@ class Runner:
                 error_code="missing_secret")
         executions = self.engine.executions
         record = executions.start(hook, source, redact(payload, secrets))
-        started = time.perf_counter()
         try:
-            job = build_job(self.engine.settings, trigger, script, dependencies, payload,
-                            secrets)
-            outcome = self.engine.sandbox_for(dependencies).execute(job)
-            status, result, error = shape_outcome(trigger, outcome)
-            record.update(status=status, result=redact(result, secrets),
-                          error=redact(error, secrets), logs=redact(outcome.logs, secrets),
-                          stats={"total_duration_ms": round(
-                              (time.perf_counter() - started) * 1000, 3), **outcome.stats})
+            record.update(execute(self.engine.sandbox_for(dependencies), self.engine.settings,
+                                  trigger, script, dependencies, payload, secrets))
         except Exception:
             # An engine fault must not leave the record 'running' forever; the error itself
             # still reaches the error handler (500, logged with its stack).
@@ -101,7 +107,7 @@ class Runner:
             raise
         executions.finish(record)
         log.info("Execution %s of hook %s (%s) ended %s in %.1f ms", record["id"], hook["id"],
-                 source, status, record["stats"]["total_duration_ms"])
+                 source, record["status"], record["stats"]["total_duration_ms"])
         self._purge_now_and_then()
         return record
 

@@ -67,6 +67,13 @@ MIGRATIONS = (
     CREATE INDEX executions_status ON executions(status) WHERE status = 'running';
     CREATE INDEX executions_started ON executions(started_at);
     """,
+    """
+    -- Order in which executions finished: log followers resume from it, because a run that
+    -- started first (smaller id) may finish last.
+    ALTER TABLE executions ADD COLUMN finished_seq INTEGER;
+    CREATE INDEX executions_finished ON executions(finished_seq);
+    CREATE INDEX executions_hook_finished ON executions(hook_id, finished_seq);
+    """,
 )
 
 
@@ -77,7 +84,8 @@ class Store:
         self.data_dir = Path(data_dir)
         self.path = self.data_dir / DB_NAME
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        # (thread, connection): a finished thread's connection is closed by the next new one.
+        self._connections: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._lock = threading.Lock()
 
     def open(self) -> "Store":
@@ -103,7 +111,10 @@ class Store:
             db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             self._local.db = db
             with self._lock:
-                self._connections.append(db)
+                for thread, old in [c for c in self._connections if not c[0].is_alive()]:
+                    old.close()
+                self._connections = [c for c in self._connections if c[0].is_alive()]
+                self._connections.append((threading.current_thread(), db))
         return db
 
     @contextlib.contextmanager
@@ -127,7 +138,7 @@ class Store:
 
     def close(self) -> None:
         with self._lock:
-            for db in self._connections:
+            for _, db in self._connections:
                 db.close()
             self._connections.clear()
         self._local = threading.local()

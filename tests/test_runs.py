@@ -34,8 +34,11 @@ def hook(make_hook, client, auth):
     return hook
 
 
-def run(client, auth, hook_id, body, scope="execute:hooks"):
-    return client.post(f"/api/v2/hooks/{hook_id}/run", json=body, headers=auth(scope))
+DRAFT_SCOPES = ("execute:hooks", "update:hooks")
+
+
+def run(client, auth, hook_id, body, scopes=("execute:hooks",)):
+    return client.post(f"/api/v2/hooks/{hook_id}/run", json=body, headers=auth(*scopes))
 
 
 def test_run_returns_the_execution_record(client, auth, hook, sample_payload):
@@ -64,7 +67,7 @@ def test_run_without_payload_uses_the_trigger_sample(client, auth, hook):
 def test_draft_runs_without_overwriting_the_saved_script(client, auth, hook,
                                                          engine):
     draft = HELLO.replace('"m-" + context.code', '"draft"')
-    record = run(client, auth, hook["id"], {"script": draft}).json
+    record = run(client, auth, hook["id"], {"script": draft}, DRAFT_SCOPES).json
     assert record["status"] == "success" and record["result"]["MessageID"] == "draft"
     assert engine.hooks.get(hook["id"])["script"] == HELLO
     record = run(client, auth, hook["id"], {}).json
@@ -73,7 +76,8 @@ def test_draft_runs_without_overwriting_the_saved_script(client, auth, hook,
 
 def test_draft_that_does_not_compile_is_refused_with_its_lines(client, auth, hook):
     response = run(client, auth, hook["id"], {"script": "def send_phone_message(r, t, c):\n"
-                                                        "    return r.__class__\n"})
+                                                        "    return r.__class__\n"},
+                   DRAFT_SCOPES)
     assert response.status_code == 400
     assert "Line 2" in response.json["message"]
 
@@ -95,12 +99,30 @@ def test_bad_payload_is_refused_before_running(client, auth, hook, payload, prob
     assert engine.executions.list_for_hook(hook["id"], 0, 10)[0] == 0
 
 
+def test_a_draft_needs_update_scope_too(client, auth, hook):
+    """An execute-only token (the identity platform's) cannot run code of its choosing
+    with the hook's secrets, which would read them out past the redaction."""
+    draft = ("def send_phone_message(recipient, text, context):\n"
+             "    return context.webtask.secrets.API_KEY[::-1]\n")
+    response = run(client, auth, hook["id"], {"script": draft})
+    assert response.status_code == 403
+    assert response.json["message"].startswith(
+        "Insufficient scope; expected any of: update:hooks.")
+    assert run(client, auth, hook["id"], {"script": draft}, DRAFT_SCOPES).status_code == 200
+
+
+def test_dependencies_without_a_draft_are_refused(client, auth, hook):
+    response = run(client, auth, hook["id"], {"dependencies": {"twilio": "latest"}},
+                   DRAFT_SCOPES)
+    assert response.status_code == 400 and "draft" in response.json["message"]
+
+
 @pytest.mark.parametrize("body, status", [
     ({"payload": "text"}, 400), ({"script": 5}, 400), ({"unknown": 1}, 400),
     ({"dependencies": {"twilio": 9}}, 400),
 ])
 def test_bad_run_body_is_refused(client, auth, hook, body, status):
-    assert run(client, auth, hook["id"], body).status_code == status
+    assert run(client, auth, hook["id"], body, DRAFT_SCOPES).status_code == status
 
 
 def test_unknown_hook_is_404(client, auth):
@@ -110,7 +132,7 @@ def test_unknown_hook_is_404(client, auth):
 
 
 def test_run_needs_the_execute_scope(client, auth, hook):
-    response = run(client, auth, hook["id"], {}, scope="read:hooks")
+    response = run(client, auth, hook["id"], {}, ("read:hooks",))
     assert response.status_code == 403
     assert response.json["message"] == "Insufficient scope; expected any of: execute:hooks."
 

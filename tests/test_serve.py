@@ -100,3 +100,64 @@ def test_unknown_route_and_method_on_the_real_server(server):
     assert response.status_code == 404 and response.json()["statusCode"] == 404
     response = server.call("PUT", "/hooks")
     assert response.status_code == 405 and response.json()["error"] == "Method Not Allowed"
+
+
+SLOW_OR_FAST = """# /// script
+# [tool.hookengine]
+# trigger = "send-phone-message"
+# ///
+import time
+
+def send_phone_message(recipient, text, context):
+    time.sleep(float(context.code) / 1000)
+    print("finished", context.code)
+"""
+
+
+def test_follow_gets_a_run_that_started_first_and_finished_last(server):
+    hook = server.call("POST", "/hooks", json={"name": "order", "script": SLOW_OR_FAST,
+                                               "triggerId": "send-phone-message"}).json()
+    payload = server.call("GET", "/triggers/send-phone-message").json()["payload"]
+    stream = server.session.get(f"{server.api}/hooks/{hook['id']}/logs?follow=true",
+                                stream=True, timeout=(5, 30))
+    events: list[dict] = []
+
+    def read():
+        for line in stream.iter_lines(decode_unicode=True):
+            if line.startswith("data: "):
+                events.append(json.loads(line[6:]))
+                if len(events) == 2:
+                    return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    time.sleep(0.3)
+
+    def run(code):
+        body = {"payload": {**payload, "context": {**payload["context"], "code": code}}}
+        server.call("POST", f"/hooks/{hook['id']}/run", json=body)
+
+    slow = threading.Thread(target=run, args=("1500",))
+    slow.start()
+    time.sleep(0.3)
+    run("1")  # starts second (a larger id), finishes first
+    slow.join()
+    reader.join(20)
+    stream.close()
+    assert [e["message"] for e in events] == ["finished 1", "finished 1500"]
+
+
+def test_live_log_streams_are_capped_so_runs_keep_their_threads(tmp_path):
+    server = ServerProcess(tmp_path / "data", SERVER_THREADS=4).start()
+    try:
+        hook = server.call("POST", "/hooks", json={"name": "capped", "script": SCRIPT,
+                                                   "triggerId": "send-phone-message"}).json()
+        url = f"{server.api}/hooks/{hook['id']}/logs?follow=true"
+        first = server.session.get(url, stream=True, timeout=(5, 30))  # 4 threads: 1 stream
+        second = server.session.get(url, stream=True, timeout=(5, 30))
+        assert first.status_code == 200
+        assert second.status_code == 503 and "Too many live log streams" in second.text
+        assert server.call("GET", f"/hooks/{hook['id']}").status_code == 200
+        first.close()
+    finally:
+        server.terminate()

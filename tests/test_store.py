@@ -67,3 +67,18 @@ def test_database_holds_no_plaintext_secret(app, client, auth, make_hook, engine
         assert contents, "no database file found"
         assert value.encode() not in contents
         assert b"CANARY" in contents  # the name is stored in clear, as Auth0 shows it
+
+
+def test_connections_of_finished_threads_are_closed(tmp_path):
+    import threading
+
+    from hookengine.store import Store
+
+    store = Store(tmp_path / "d").open()
+    for _ in range(20):
+        worker = threading.Thread(target=lambda: store.query("SELECT 1"))
+        worker.start()
+        worker.join()
+    store.query("SELECT 1")  # a new connection sweeps the finished threads' ones
+    assert len(store._connections) <= 2
+    store.close()

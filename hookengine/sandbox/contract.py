@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import time
 import traceback
-from datetime import datetime, timezone
 
+from hookengine.clock import utc_now
 from hookengine.sandbox.policy import HookDict, ReadOnlyDict
 
 HOOK_FILENAME = "hook.py"
@@ -44,9 +44,6 @@ HOOK_ERRORS = {cls.__name__: cls for cls in (
     SendPhoneMessageError, PreUserRegistrationError, InvalidScopeError, InvalidRequestError,
     ServerError)}
 
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class LogSink:
@@ -144,17 +141,28 @@ def hook_arguments(params: list[str], args: list, secrets: dict[str, str]) -> li
 def describe_error(error: BaseException, source: str) -> dict:
     """name, message and a stack of the hook's own lines only (no engine or library paths)."""
     lines = source.splitlines()
-    stack = [f"{type(error).__name__}: {error}"]
+    stack = [f"{type(error).__name__}: {_capped(str(error))}"]
     for frame in traceback.extract_tb(error.__traceback__):
         if frame.filename == HOOK_FILENAME:
             text = lines[frame.lineno - 1].strip() if 0 < (frame.lineno or 0) <= len(lines) else ""
             stack.append(f'    at {frame.name} ({HOOK_FILENAME}:{frame.lineno}) {text}'.rstrip())
-    described = {"name": type(error).__name__, "message": str(error), "stack": "\n".join(stack)}
+    described = {"name": type(error).__name__, "message": _capped(str(error)),
+                 "stack": _capped("\n".join(stack), MAX_STACK_CHARS)}
     for extra in ("friendly_message", "user_message"):
         value = getattr(error, extra, None)
         if isinstance(value, str):
-            described[extra] = value
+            described[extra] = _capped(value)
     return described
+
+
+MAX_MESSAGE_CHARS = 4096   # an error message (and each friendly message)
+MAX_STACK_CHARS = 16384    # the hook's own frames
+
+
+def _capped(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"... [{len(text) - limit} more characters dropped]"
 
 
 MAX_RESULT_DEPTH = 64  # nesting of a result; deeper data is refused, not carried further

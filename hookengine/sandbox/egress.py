@@ -9,6 +9,8 @@ import sys
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from packaging.utils import canonicalize_name
+
 # API hosts of the providers a hook may declare: the default egress allowlist.
 PROVIDER_HOSTS = {
     "twilio": ("*.twilio.com",),
@@ -31,7 +33,7 @@ class EgressPolicy:
         """Allowlist of the declared providers plus HOOKENGINE_EGRESS_ALLOW (hosts or CIDRs)."""
         hosts, networks = [], []
         for package in packages:
-            hosts.extend(PROVIDER_HOSTS.get(package, ()))
+            hosts.extend(PROVIDER_HOSTS.get(canonicalize_name(package), ()))
         for item in extra_allow:
             try:
                 networks.append(str(ipaddress.ip_network(item, strict=False)))

@@ -8,15 +8,20 @@ import logging
 import os
 import resource
 import signal
+import sys
 import tempfile
 from dataclasses import asdict, dataclass
+
+from hookengine.config import BY_NAME
 
 log = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 2, 4, 8, 1 << 14, 1 << 18
-PRIVATE_TMP = ("/tmp", "/var/tmp", "/dev/shm")  # the world-writable places
+# World-writable places a run could leave files in for a later run (checked on each host).
+PRIVATE_TMP = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/var/lock", "/dev/mqueue",
+               "/var/crash")
 TMPFS_SIZE = "8m"
 PRIVATE_WORKDIR = "/tmp/hook"
 PR_SET_DUMPABLE = 4
@@ -24,17 +29,21 @@ PR_SET_NO_NEW_PRIVS = 38
 MAX_FD = 4096
 
 
+def _default(name: str):
+    return BY_NAME[name].default
+
+
 @dataclass(frozen=True)
 class Limits:
-    """Per-execution limits (the README's limits table documents each one)."""
+    """Per-execution limits; defaults and meanings live in config.SETTINGS (and the README)."""
 
-    timeout_seconds: float = 20.0      # wall clock, enforced by the zygote (parent)
-    cpu_seconds: int = 10              # RLIMIT_CPU: the kernel kills a CPU loop
-    memory_mb: int = 256               # RLIMIT_AS on top of the preloaded runtime
-    max_output_bytes: int = 65536      # printed bytes kept
-    max_result_bytes: int = 65536      # JSON result size
-    max_open_files: int = 64           # RLIMIT_NOFILE: descriptor exhaustion
-    max_file_bytes: int = 1048576      # RLIMIT_FSIZE: disk fill in the private directory
+    timeout_seconds: float = _default("TIMEOUT_SECONDS")  # wall clock, enforced by the zygote
+    cpu_seconds: int = _default("CPU_SECONDS")            # RLIMIT_CPU: the kernel kills a loop
+    memory_mb: int = _default("MEMORY_MB")                # RLIMIT_AS, on top of the runtime
+    max_output_bytes: int = _default("MAX_OUTPUT_BYTES")  # printed bytes kept
+    max_result_bytes: int = _default("MAX_RESULT_BYTES")  # JSON result size
+    max_open_files: int = _default("MAX_OPEN_FILES")      # RLIMIT_NOFILE
+    max_file_bytes: int = _default("MAX_FILE_BYTES")      # RLIMIT_FSIZE in the private dir
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -81,6 +90,7 @@ class ProcessJail:
         self.uid_base = uid_base
         self.libc = ctypes.CDLL(None, use_errno=True)
         self.seccomp = _syscall_filter() if use_seccomp else None
+        self.private_dirs = _private_dirs()
         self.namespaces = use_namespaces and self.is_root and self._probe_namespaces()
 
     def _probe_namespaces(self) -> bool:
@@ -102,7 +112,7 @@ class ProcessJail:
         self._check(self.libc.unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
         # Mount changes below stay in this namespace, never propagate to the host.
         self._check(self.libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "mount /")
-        for path in PRIVATE_TMP:
+        for path in self.private_dirs:
             if os.path.isdir(path):
                 self._check(self.libc.mount(b"tmpfs", path.encode(), b"tmpfs",
                                             MS_NOSUID | MS_NODEV,
@@ -116,6 +126,12 @@ class ProcessJail:
             error = ctypes.get_errno()
             raise OSError(error, f"{what}: {os.strerror(error)}")
 
+    @property
+    def host_workdir(self) -> bool:
+        """Whether a child works in a directory the zygote makes (no private /tmp here)."""
+        return not (self.namespaces
+                    and os.path.dirname(PRIVATE_WORKDIR) in self.private_dirs)
+
     def layers(self) -> dict:
         """Which OS layers are active on this host (logged at start, shown by the API)."""
         return {
@@ -124,6 +140,7 @@ class ProcessJail:
             "unprivileged_uid": self.is_root,
             "seccomp": self.seccomp is not None,
             "namespaces": self.namespaces,
+            "private_tmp": list(self.private_dirs) if self.namespaces else [],
         }
 
     def uid_for(self, slot: int) -> int | None:
@@ -144,9 +161,10 @@ class ProcessJail:
             low = fd + 1
         if self.namespaces:
             self._enter_namespaces()
-            workdir = PRIVATE_WORKDIR  # inside the child's own /tmp, gone when it exits
-            os.mkdir(workdir, 0o700)
-            os.chown(workdir, uid, uid)
+            if not self.host_workdir:
+                workdir = PRIVATE_WORKDIR  # inside the child's own /tmp, gone when it exits
+                os.mkdir(workdir, 0o700)
+                os.chown(workdir, uid, uid)
         os.chdir(workdir)
         os.environ.clear()  # SDKs read credentials and proxies from the environment
         os.environ.update(HOME=workdir, TMPDIR=workdir, LANG="C.UTF-8", PATH="/usr/bin:/bin")
@@ -187,6 +205,22 @@ class ProcessJail:
             ("RLIMIT_MSGQUEUE", 0),
         ):
             resource.setrlimit(getattr(resource, name), (value, value))
+
+
+def _private_dirs() -> tuple[str, ...]:
+    """The world-writable directories a child gets its own empty copy of: each of
+    PRIVATE_TMP, unless the interpreter or its packages live below it (a checkout or a
+    virtualenv in /tmp): hiding those would leave the child without its code."""
+    needed = [os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, *sys.path) if p]
+    found = []
+    for path in dict.fromkeys(os.path.realpath(d) for d in PRIVATE_TMP):
+        try:
+            writable = os.stat(path).st_mode & 0o002
+        except OSError:
+            continue
+        if writable and not any(p == path or p.startswith(path + "/") for p in needed):
+            found.append(path)
+    return tuple(found)
 
 
 def _address_space_bytes() -> int:

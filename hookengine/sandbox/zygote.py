@@ -79,7 +79,10 @@ class Zygote:
         self.selector.register(wake_r, selectors.EVENT_READ, "wake")
         self.selector.register(sys.stdin, selectors.EVENT_READ, "lifeline")
         while True:
-            self._refill()
+            try:
+                self._refill()
+            except OSError:  # no fork now (EAGAIN, ENOMEM): runs fork on demand, or fail alone
+                log.exception("zygote: cannot fork a spare")
             for key, _ in self.selector.select(self._next_timeout()):
                 try:
                     self._dispatch(key, wake_r)
@@ -128,13 +131,24 @@ class Zygote:
         uid = self.jail.uid_for(slot)
         self.counter += 1
         workdir = os.path.join(self.runs_dir, f"run-{slot}-{self.counter}")
-        os.mkdir(workdir, 0o700)
-        if uid is not None:
-            os.chown(workdir, uid, uid)
-        job_r, job_w = os.pipe()
-        answer_r, answer_w = os.pipe()
-        parent = os.getpid()
-        pid = os.fork()
+        fds: list[int] = []
+        try:
+            if self.jail.host_workdir:
+                os.mkdir(workdir, 0o700)
+                if uid is not None:
+                    os.chown(workdir, uid, uid)
+            job_r, job_w = os.pipe()
+            fds += [job_r, job_w]
+            answer_r, answer_w = os.pipe()
+            fds += [answer_r, answer_w]
+            parent = os.getpid()
+            pid = os.fork()
+        except OSError:
+            for fd in fds:
+                os.close(fd)
+            shutil.rmtree(workdir, ignore_errors=True)
+            self.free_slots.append(slot)
+            raise
         if pid == 0:  # pragma: no cover - the child
             run_spare(self.jail, job_r, answer_w, workdir, uid, parent)
         os.close(job_r)

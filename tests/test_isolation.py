@@ -1,0 +1,28 @@
+"""How the process layer adapts to the host it finds."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from hookengine.sandbox.isolation import PRIVATE_TMP, _private_dirs
+
+
+def test_every_world_writable_dir_is_private_by_default(monkeypatch):
+    monkeypatch.setattr(sys, "path", ["/usr/lib/python3.11", "/opt/venv/lib/site-packages"])
+    monkeypatch.setattr(sys, "prefix", "/opt/venv")
+    assert {"/tmp", "/var/tmp", "/dev/shm"} <= set(_private_dirs())
+    assert set(_private_dirs()) <= {os.path.realpath(d) for d in PRIVATE_TMP}
+
+
+def test_a_dir_holding_the_interpreter_or_its_packages_stays_visible(monkeypatch):
+    """A checkout or virtualenv under /tmp: hiding /tmp would hide the hook's own code."""
+    monkeypatch.setattr(sys, "path", ["/tmp/ci-clone/.venv/lib/python3.11/site-packages"])
+    assert "/tmp" not in _private_dirs()
+    assert "/var/tmp" in _private_dirs() and "/dev/shm" in _private_dirs()
+
+
+def test_the_sandbox_reports_which_dirs_are_private(sandbox):
+    if sandbox.layers["namespaces"]:
+        assert set(sandbox.layers["private_tmp"]) <= set(PRIVATE_TMP)
+        assert sandbox.layers["private_tmp"]
