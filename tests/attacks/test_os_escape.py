@@ -274,14 +274,17 @@ def test_a_root_only_file_is_unreadable(jailed, world_dir):
     assert answer.get("error") == "PermissionError", answer
 
 
-def test_files_in_tmp_do_not_outlive_the_run(jailed, sandbox):
-    if not sandbox.layers["namespaces"]:
-        pytest.skip("this host cannot give hook processes their own /tmp")
-    first = jailed("open('/tmp/left-behind', 'w').write('x')\nresult = 'written'", slot=3)
+@pytest.mark.parametrize("directory", ["/tmp", "/var/tmp", "/dev/shm", "/run/lock"])
+def test_files_in_world_writable_dirs_do_not_outlive_the_run(jailed, sandbox, directory):
+    if directory not in sandbox.layers.get("private_tmp", []):
+        # Absent, not world-writable, or (in a checkout under /tmp) holding the engine's code.
+        pytest.skip(f"{directory} is not made private on this host")
+    path = f"{directory}/left-behind"
+    first = jailed(f"open({path!r}, 'w').write('x')\nresult = 'written'", slot=3)
     assert first == {"result": "written"}
-    second = jailed("import os\nresult = os.path.exists('/tmp/left-behind')", slot=3)
+    second = jailed(f"import os\nresult = os.path.exists({path!r})", slot=3)
     assert second == {"result": False}
-    assert not os.path.exists("/tmp/left-behind")
+    assert not os.path.exists(path)
 
 
 def test_seccomp_is_reported_and_refuses_execve(sandbox, jailed):
