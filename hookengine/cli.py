@@ -55,6 +55,7 @@ def main():
 def serve(host, port, data_dir):
     """Run the engine behind a production WSGI server (waitress)."""
     from hookengine import create_app
+    from hookengine.sandbox import describe_layers
     from hookengine.server import make_server
 
     app = create_app({"DATA_DIR": data_dir} if data_dir else None)
@@ -73,7 +74,7 @@ def serve(host, port, data_dir):
     signal.signal(signal.SIGTERM, stop)
     click.echo(f"hookengine serving on http://{server.effective_host}:{server.effective_port} "
                f"(data: {Path(engine.settings['DATA_DIR']).resolve()}; sandbox layers: "
-               f"{', '.join(k for k, v in engine.sandbox.layers.items() if v)})", err=True)
+               f"{describe_layers(engine.sandbox.layers)})", err=True)
     try:
         server.run()
     except KeyboardInterrupt:

@@ -119,7 +119,7 @@ class Sandbox:
             raise RuntimeError(f"the sandbox zygote failed to start: {line!r}") from None
         self.layers = ready["layers"]
         log.info("Sandbox zygote %s ready in %s ms; layers: %s", ready["pid"],
-                 ready["warm_ms"], ", ".join(k for k, v in self.layers.items() if v))
+                 ready["warm_ms"], describe_layers(self.layers))
 
     def _ensure_running(self) -> None:
         with self._lock:
@@ -167,6 +167,12 @@ class Sandbox:
             if self.process:
                 self.process.stdout.close()
             shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def describe_layers(layers: dict) -> str:
+    """The active layers in one line, e.g. 'rlimits, seccomp, private_tmp=/var/tmp,/dev/shm'."""
+    return ", ".join(k if v is True else f"{k}={','.join(v)}"
+                     for k, v in layers.items() if v)
 
 
 def interpret(reply: dict, limits: Limits) -> SandboxResult:
