@@ -57,25 +57,31 @@ def test_manage_and_run_a_hook_over_real_http(server):
     assert server.call("GET", f"/hooks/{hook_id}").status_code == 404
 
 
-def test_follow_streams_new_log_lines_as_server_sent_events(server):
-    hook = server.call("POST", "/hooks", json={"name": "live", "script": SCRIPT,
-                                               "triggerId": "send-phone-message"}).json()
-    server.call("POST", f"/hooks/{hook['id']}/secrets", json={"GREETING": "yo"})
-    events: list[dict] = []
-    stream = server.session.get(f"{server.api}/hooks/{hook['id']}/logs?follow=true",
+def follow(server, hook_id: str, count: int):
+    """Start following a hook's logs; a thread collects `count` events' data."""
+    stream = server.session.get(f"{server.api}/hooks/{hook_id}/logs?follow=true",
                                 stream=True, timeout=(5, 30))
-    assert stream.headers["Content-Type"].startswith("text/event-stream")
+    events: list[dict] = []
 
     def read():
         for line in stream.iter_lines(decode_unicode=True):
             if line.startswith("data: "):
                 events.append(json.loads(line[6:]))
-                if len(events) == 2:
+                if len(events) == count:
                     return
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     time.sleep(0.3)  # the follower is waiting before the runs happen
+    return stream, events, reader
+
+
+def test_follow_streams_new_log_lines_as_server_sent_events(server):
+    hook = server.call("POST", "/hooks", json={"name": "live", "script": SCRIPT,
+                                               "triggerId": "send-phone-message"}).json()
+    server.call("POST", f"/hooks/{hook['id']}/secrets", json={"GREETING": "yo"})
+    stream, events, reader = follow(server, hook["id"], count=2)
+    assert stream.headers["Content-Type"].startswith("text/event-stream")
     ids = [server.call("POST", f"/hooks/{hook['id']}/run", json={}).json()["id"]
            for _ in range(2)]
     reader.join(20)
@@ -85,7 +91,6 @@ def test_follow_streams_new_log_lines_as_server_sent_events(server):
 
 
 def test_sigterm_stops_the_server_and_its_sandbox_cleanly(server):
-    zygote = requests.get  # noqa: F841 - keep the import honest
     log_before = server.log()
     assert "hookengine serving on http://127.0.0.1" in log_before
     assert "seccomp" in log_before
@@ -118,20 +123,7 @@ def test_follow_gets_a_run_that_started_first_and_finished_last(server):
     hook = server.call("POST", "/hooks", json={"name": "order", "script": SLOW_OR_FAST,
                                                "triggerId": "send-phone-message"}).json()
     payload = server.call("GET", "/triggers/send-phone-message").json()["payload"]
-    stream = server.session.get(f"{server.api}/hooks/{hook['id']}/logs?follow=true",
-                                stream=True, timeout=(5, 30))
-    events: list[dict] = []
-
-    def read():
-        for line in stream.iter_lines(decode_unicode=True):
-            if line.startswith("data: "):
-                events.append(json.loads(line[6:]))
-                if len(events) == 2:
-                    return
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    time.sleep(0.3)
+    stream, events, reader = follow(server, hook["id"], count=2)
 
     def run(code):
         body = {"payload": {**payload, "context": {**payload["context"], "code": code}}}

@@ -302,10 +302,11 @@ def _denied(module: str) -> bool:
     return any(".".join(parts[:i]) in DENIED_MODULE_ROOTS for i in range(1, len(parts) + 1))
 
 
-class ReadOnlyDict(dict):
-    """`context` and its parts: a dict read by key or attribute, refusing every change."""
+class AttributeDict(dict):
+    """A dict whose public keys also read as attributes (`context.code`, `user.email`)."""
 
     __slots__ = ()
+    what = "no field"
 
     def __getattr__(self, name):
         if name.startswith("_"):
@@ -313,7 +314,14 @@ class ReadOnlyDict(dict):
         try:
             return self[name]
         except KeyError:
-            raise AttributeError(f"context has no field {name!r}") from None
+            raise AttributeError(f"{self.what} {name!r}") from None
+
+
+class ReadOnlyDict(AttributeDict):
+    """`context` and its parts: a dict read by key or attribute, refusing every change."""
+
+    __slots__ = ()
+    what = "context has no field"
 
     def _refuse(self, *args, **kwargs):
         raise TypeError("context is read-only")
@@ -331,19 +339,11 @@ class ReadOnlyDict(dict):
         return value
 
 
-class HookDict(dict):
+class HookDict(AttributeDict):
     """A hook's own dict arguments (user, client): a plain dict also readable by attribute."""
 
     __slots__ = ()
     _guarded_writes = True  # full_write_guard lets hooks write to it like a dict
-
-    def __getattr__(self, name):
-        if name.startswith("_"):
-            raise AttributeError(name)
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(f"no field {name!r}") from None
 
     @classmethod
     def wrap(cls, value):
