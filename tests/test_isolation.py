@@ -26,3 +26,8 @@ def test_the_sandbox_reports_which_dirs_are_private(sandbox):
     if sandbox.layers["namespaces"]:
         assert set(sandbox.layers["private_tmp"]) <= set(PRIVATE_TMP)
         assert sandbox.layers["private_tmp"]
+
+
+def test_the_sandbox_reports_package_dirs_hooks_cannot_read(sandbox):
+    """Hooks import lazily loaded SDK parts as their own uid: the venv must be readable."""
+    assert sandbox.layers.get("unreadable_by_hooks", []) == []

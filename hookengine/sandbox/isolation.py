@@ -92,6 +92,33 @@ class ProcessJail:
         self.seccomp = _syscall_filter() if use_seccomp else None
         self.private_dirs = _private_dirs()
         self.namespaces = use_namespaces and self.is_root and self._probe_namespaces()
+        self.unreadable = self._probe_readable() if self.is_root else []
+        if self.unreadable:
+            log.error("Hook processes (uid %d...) cannot read %s: SDK parts and CA bundles "
+                      "they load on first use will fail. Let others read the installation "
+                      "(chmod o+rx on it and o+x on every directory above it).",
+                      uid_base, ", ".join(self.unreadable))
+
+    def _probe_readable(self) -> list[str]:
+        """Package directories a hook's uid cannot read. (The standard library may be
+        unreadable: every module hooks may use is preloaded, and it only narrows them.)"""
+        paths = [p for p in dict.fromkeys(sys.path) if p and os.path.isdir(p)
+                 and os.path.basename(p) in ("site-packages", "dist-packages")]
+        read_r, read_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the probe child
+            try:
+                os.setgid(self.uid_base)
+                os.setuid(self.uid_base)
+                bad = [p for p in paths if not os.access(p, os.R_OK | os.X_OK)]
+                os.write(read_w, "\n".join(bad).encode())
+            finally:
+                os._exit(0)
+        os.close(read_w)
+        with os.fdopen(read_r, "rb") as answer:
+            text = answer.read().decode()
+        os.waitpid(pid, 0)
+        return [line for line in text.splitlines() if line]
 
     def _probe_namespaces(self) -> bool:
         """Can this host give a child its own mounts? (Not in an unprivileged container.)"""
@@ -141,6 +168,7 @@ class ProcessJail:
             "seccomp": self.seccomp is not None,
             "namespaces": self.namespaces,
             "private_tmp": list(self.private_dirs) if self.namespaces else [],
+            "unreadable_by_hooks": self.unreadable,  # should be empty: see the log
         }
 
     def uid_for(self, slot: int) -> int | None:
