@@ -62,12 +62,14 @@ class ServerProcess:
             return handle.read()
 
     def terminate(self) -> int:
+        self.session.close()  # keep-alive sockets left to the garbage collector warn later
         self.process.send_signal(signal.SIGTERM)
         code = self.process.wait(30)
         self._stderr.close()
         return code
 
     def kill(self) -> None:
+        self.session.close()
         self.process.kill()
         self.process.wait(30)
         self._stderr.close()
