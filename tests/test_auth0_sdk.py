@@ -36,6 +36,8 @@ def base_url(app):
     server.task_dispatcher.shutdown()
     thread.join(timeout=10)
     assert not thread.is_alive()
+    for channel in list(server._map.values()):  # connections the loop left open
+        channel.close()
 
 
 @pytest.fixture
