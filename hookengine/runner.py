@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 
 from hookengine.errors import BadRequest
@@ -105,7 +106,13 @@ class Runner:
                 "execution; see the engine log", "stack": ""})
             executions.finish(record)
             raise
-        executions.finish(record)
+        try:
+            executions.finish(record)
+        except sqlite3.OperationalError:
+            # The hook already ran (an SMS may be out): answer with its outcome rather than a
+            # 503 that invites a retry. The row stays 'running' and is marked interrupted at
+            # the next start.
+            log.exception("Execution %s ran but its record could not be saved", record["id"])
         log.info("Execution %s of hook %s (%s) ended %s in %.1f ms", record["id"], hook["id"],
                  source, record["status"], record["stats"]["total_duration_ms"])
         self._purge_now_and_then()

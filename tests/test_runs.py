@@ -297,3 +297,17 @@ def test_an_engine_fault_mid_run_closes_the_record(app, client, auth, hook, engi
     assert "zygote exploded" not in response.json["message"]  # no internals in the body
     [record] = engine.executions.list_for_hook(hook["id"], 0, 10)[1]
     assert record["status"] == "killed" and record["error"]["name"] == "EngineError"
+
+
+def test_a_run_whose_record_cannot_be_saved_still_answers(client, auth, hook, engine,
+                                                          monkeypatch):
+    """Once the hook ran (an SMS may be out), a full disk must not turn into a retryable 503."""
+    import sqlite3
+
+    def full(record):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(engine.executions, "finish", full)
+    response = run(client, auth, hook["id"], {})
+    assert response.status_code == 200
+    assert response.json["status"] == "success"
