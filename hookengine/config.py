@@ -116,6 +116,16 @@ SETTINGS = (
     Setting("NAMESPACES", True, as_bool,
             "Give hook processes their own mount, IPC and UTS namespaces (private /tmp, "
             "/proc showing only themselves) when running as root."),
+    Setting("JAIL", True, as_bool,
+            "The kernel jail: hook processes see a read-only root with only what they need "
+            "(as root) under Landlock, and reach the network only through the connection "
+            "broker. Off only to measure what it costs."),
+    Setting("DISK_BYTES", 8388608, as_int,
+            "Size of a hook process's private working directory (a tmpfs of its own when "
+            "running as root): what one run may write in all."),
+    Setting("CA_BUNDLE", "", as_str,
+            "A PEM file of extra CA certificates hooks trust besides certifi's (e.g. a local "
+            "stand-in's own CA). Read by the engine at start, so it may live anywhere."),
     Setting("RETENTION_DAYS", 10, as_int,
             "Executions older than this are deleted (Auth0 keeps execution logs 10 days)."),
     Setting("EXECUTIONS_PER_HOOK_LOGS", 50, as_int,

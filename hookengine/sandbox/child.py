@@ -8,9 +8,11 @@ import os
 import random
 import resource
 import signal
+import socket
 import struct
 import sys
 
+from hookengine.sandbox.broker import BrokerClient
 from hookengine.sandbox.contract import (HOOK_ERRORS, Clock, LogSink, StreamToSink,
                                          describe_error, hook_arguments, to_json)
 from hookengine.sandbox.egress import EgressGuard, EgressPolicy
@@ -38,12 +40,13 @@ def encode_job(started: float, request: bytes, code) -> bytes:
 
 
 def run_spare(jail, job_fd: int, answer_fd: int, workdir: str, uid: int | None,
-              parent: int) -> None:  # pragma: no cover - runs in the forked child
+              parent: int, broker_fd: int | None) -> None:  # pragma: no cover - forked
     """Lock down now, then block until the zygote sends one job; never returns."""
     signal.set_wakeup_fd(-1)  # the zygote's wake-up pipe and SIGCHLD handler are not ours
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     try:
-        jail.prepare(workdir, uid, (job_fd, answer_fd), parent)
+        keep = (job_fd, answer_fd) + ((broker_fd,) if broker_fd is not None else ())
+        jail.prepare(workdir, uid, keep, parent)
         random.seed()  # the zygote's state is shared by every child: reseed from os.urandom
         rehearse()
         jail.note_baseline()
@@ -57,7 +60,8 @@ def run_spare(jail, job_fd: int, answer_fd: int, workdir: str, uid: int | None,
         job.update(json.loads(bytes(body[size + code_size:])))
         limits = Limits(**job["limits"])
         jail.limit(limits)
-        EgressGuard(EgressPolicy(**job["egress"])).install()
+        broker = BrokerClient(socket.socket(fileno=broker_fd)) if broker_fd is not None else None
+        EgressGuard(EgressPolicy(**job["egress"])).install(broker)
         answer = execute(job, code, limits, Clock(started)).encode()
     except MemoryError:
         answer = MEMORY_FALLBACK

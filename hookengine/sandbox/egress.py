@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import ipaddress
+import re
 import socket
 import sys
 from dataclasses import dataclass, field
@@ -16,6 +18,12 @@ PROVIDER_HOSTS = {
     "twilio": ("*.twilio.com",),
     "vonage": ("api.nexmo.com", "rest.nexmo.com", "*.nexmo.com", "*.vonage.com"),
 }
+
+
+# What a host name may be: letters, digits, dots, hyphens (and underscores, which some
+# providers' hosts use). Anything else (a NUL, a space, a percent sign) is refused before any
+# pattern match or resolver sees it: the C resolver reads a C string, not a Python one.
+HOST_NAME = re.compile(r"[A-Za-z0-9_.-]{1,253}")
 
 
 class EgressDenied(ConnectionRefusedError):
@@ -47,7 +55,12 @@ class EgressPolicy:
 
 
 class EgressGuard:
-    """Installed in the child: wraps name resolution, connect and requests' transport."""
+    """The egress policy applied to names and addresses.
+
+    In the hook process (`install`) it wraps name resolution, connect and requests'
+    transport, and gives the friendly errors; with a broker (broker.py) the real resolving and
+    connecting happen there, and the broker applies this same class again on its side.
+    """
 
     def __init__(self, policy: EgressPolicy):
         self.policy = policy
@@ -59,24 +72,41 @@ class EgressGuard:
         self.resolved_mapped: set[tuple[str, int]] = set()
         self.real_getaddrinfo = socket.getaddrinfo
 
-    def install(self) -> None:
+    def install(self, broker=None) -> None:
+        """Patch this process's socket module; with a broker (a BrokerClient), resolving
+        and connecting go through it, since this process has no network of its own."""
         guard = self
         real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
         real_sendto = socket.socket.sendto
+        if broker is not None:
+            self.real_getaddrinfo = broker.getaddrinfo
+            real_connect = broker.connect
+
+            def real_connect_ex(sock, address):
+                try:
+                    broker.connect(sock, address)
+                except EgressDenied:
+                    raise
+                except OSError as error:
+                    return error.errno or errno.ECONNREFUSED
+                return 0
 
         def getaddrinfo(host, port, *args, **kwargs):
             return guard.resolve(host, port, *args, **kwargs)
 
         def connect(sock, address):
-            guard.check_address(sock, address)
+            guard.check_address(sock.family, address)
             return real_connect(sock, address)
 
         def connect_ex(sock, address):
-            guard.check_address(sock, address)
+            guard.check_address(sock.family, address)
             return real_connect_ex(sock, address)
 
         def sendto(sock, data, *args):
-            guard.check_address(sock, args[-1])
+            guard.check_address(sock.family, args[-1])
+            if broker is not None:
+                raise EgressDenied("datagrams are not available to hooks: only TCP "
+                                   "connections to allowed hosts")
             return real_sendto(sock, data, *args)
 
         socket.getaddrinfo = getaddrinfo
@@ -91,7 +121,9 @@ class EgressGuard:
                 or any(fnmatch.fnmatchcase(host, pattern) for pattern in self.policy.allow_hosts))
 
     def resolve(self, host, port, *args, **kwargs):
-        name = host.decode() if isinstance(host, bytes) else str(host or "")
+        name = host.decode("utf-8", "replace") if isinstance(host, bytes) else str(host or "")
+        if not HOST_NAME.fullmatch(name) and not self._is_address(name):
+            raise EgressDenied(f"connection to {name!r} refused: not a valid host name")
         mapped = (name.lower().rstrip("."), _port_number(port)) in self.mapped_targets
         if not mapped and not self.host_allowed(name) and not self._literal_allowed(name):
             raise EgressDenied(f"connection to {name!r} refused: not on this hook's egress "
@@ -109,15 +141,26 @@ class EgressGuard:
             self.resolved.update(r[4][0] for r in allowed)
         return allowed
 
-    def check_address(self, sock, address) -> None:
-        if sock.family not in (socket.AF_INET, socket.AF_INET6):
-            raise EgressDenied(f"{socket.AddressFamily(sock.family).name} sockets are not "
-                               "available to hooks")
+    def check_address(self, family: int, address) -> None:
+        if family not in (socket.AF_INET, socket.AF_INET6):
+            try:
+                family_name = socket.AddressFamily(family).name
+            except ValueError:
+                family_name = f"address family {family}"
+            raise EgressDenied(f"{family_name} sockets are not available to hooks")
         ip, port = address[0], address[1]
         if ip not in self.resolved and not self._literal_allowed(ip) and not (
                 (ip, port) in self.resolved_mapped or (ip, port) in self.mapped_targets):
             raise EgressDenied(f"connection to {ip} port {port} refused: not resolved from an "
                                "allowed host")
+
+    @staticmethod
+    def _is_address(text: str) -> bool:
+        try:
+            ipaddress.ip_address(text)
+        except ValueError:
+            return False
+        return True
 
     def _literal_allowed(self, text: str) -> bool:
         try:

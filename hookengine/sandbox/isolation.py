@@ -7,12 +7,16 @@ import errno
 import logging
 import os
 import resource
+import shutil
 import signal
+import ssl
 import sys
 import tempfile
 from dataclasses import asdict, dataclass
 
 from hookengine.config import BY_NAME
+from hookengine.sandbox import jail
+from hookengine.sandbox.broker import Broker
 
 log = logging.getLogger(__name__)
 
@@ -22,11 +26,14 @@ MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 2, 4, 8, 1 << 14, 1 << 18
 # World-writable places a run could leave files in for a later run (checked on each host).
 PRIVATE_TMP = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/var/lock", "/dev/mqueue",
                "/var/crash")
-TMPFS_SIZE = "8m"
+CA_FILE = "/etc/hookengine/ca-bundle.pem"  # inside the jail's root
+DISK_BYTES = 8 * 1024 * 1024  # the private directory's tmpfs (see HOOKENGINE_DISK_BYTES)
 PRIVATE_WORKDIR = "/tmp/hook"
 PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
 MAX_FD = 4096
+MSG_FASTOPEN = 0x20000000
+CLONE_NEWNET = 0x40000000
 
 
 def _default(name: str):
@@ -49,8 +56,12 @@ class Limits:
         return asdict(self)
 
 
-def _syscall_filter():
-    """Deny-list seccomp filter, built once in the zygote; None when libseccomp is missing."""
+def _syscall_filter(brokered: bool):
+    """Deny-list seccomp filter, built once in the zygote; None when libseccomp is missing.
+
+    `brokered`: hook processes get their connections from the broker, so they create no
+    socket but TCP ones (which the network jail leaves nowhere to go) and send no datagrams.
+    """
     try:
         import pyseccomp as sc
     except (ImportError, OSError):  # the Python binding or libseccomp.so itself is absent
@@ -78,26 +89,118 @@ def _syscall_filter():
     for family in (16, 17):  # AF_NETLINK, AF_PACKET
         rules.add_rule(deny, "socket", sc.Arg(0, sc.EQ, family))
     rules.add_rule(deny, "ioctl", sc.Arg(1, sc.EQ, 0x5412))  # TIOCSTI: type into a terminal
+    if brokered:
+        # Every family but AF_INET (2) and AF_INET6 (10): unix sockets would reach the
+        # host's daemons by path (Landlock does not judge connect on them).
+        for family in (0, 1, 3, 4, 5, 6, 7, 8, 9):
+            rules.add_rule(deny, "socket", sc.Arg(0, sc.EQ, family))
+        rules.add_rule(deny, "socket", sc.Arg(0, sc.GE, 11))
+        rules.add_rule(deny, "socketpair")
+        # Datagram and raw sockets (DNS, ICMP, UDP exfiltration): Landlock judges TCP only.
+        for family in (2, 10):
+            for kind in (2, 3):  # SOCK_DGRAM, SOCK_RAW (the type's low bits; flags above)
+                rules.add_rule(deny, "socket", sc.Arg(0, sc.EQ, family),
+                               sc.Arg(1, sc.MASKED_EQ, 0xF, kind))
+        # TCP Fast Open connects from inside sendto/sendmsg.
+        rules.add_rule(deny, "sendto", sc.Arg(3, sc.MASKED_EQ, MSG_FASTOPEN, MSG_FASTOPEN))
+        rules.add_rule(deny, "sendmsg", sc.Arg(2, sc.MASKED_EQ, MSG_FASTOPEN, MSG_FASTOPEN))
     return rules
 
 
 class ProcessJail:
-    """What the zygote knows about the host, and how it locks a fresh child down."""
+    """What the zygote knows about the host, and how it locks a fresh child down.
 
-    def __init__(self, uid_base: int, use_seccomp: bool, use_namespaces: bool = True):
+    Layers, each standing on its own: an unprivileged uid, rlimits, seccomp, namespaces, and
+    the kernel jail (jail.py: a read-only root and Landlock; broker.py: no network but the
+    connections the broker makes after checking the egress policy).
+    """
+
+    def __init__(self, uid_base: int, use_seccomp: bool, use_namespaces: bool = True,
+                 use_jail: bool = True, disk_bytes: int = DISK_BYTES, ca_bundle: str = ""):
         self.is_root = os.geteuid() == 0
         self.baseline = 0
+        self.statm = -1
         self.uid_base = uid_base
+        self.use_jail = use_jail
+        self.disk_bytes = disk_bytes
         self.libc = ctypes.CDLL(None, use_errno=True)
-        self.seccomp = _syscall_filter() if use_seccomp else None
+        self.seccomp = _syscall_filter(use_jail) if use_seccomp else None
+        self.landlock = jail.landlock_abi() if use_jail else 0
+        self.readable = jail.readable_paths() if use_jail else ([], [])
+        self.tree: jail.JailTree | None = None
+        # The CA bundle hooks trust: certifi's plus the operator's own CAs, read now (as
+        # root) and written where the hook can read it.
+        self.ca_pem = _ca_bundle(ca_bundle) if ca_bundle else None
+        self.ca_file = None
+        self.broker: Broker | None = None
+        self.netns = False
+        self.problems: list[str] = []
         self.private_dirs = _private_dirs()
-        self.namespaces = use_namespaces and self.is_root and self._probe_namespaces()
-        self.unreadable = self._probe_readable() if self.is_root else []
+        self.namespaces = use_namespaces and self.is_root and self._probe(self._enter_namespaces)
+        self.unreadable = []
+
+    def start(self, broker_uid: int | None) -> "ProcessJail":
+        """Once, in the zygote, before any child: fork the broker, build the read-only
+        tree, leave the host's network namespace, and check that a child can be locked
+        down; a layer that cannot be had here is reported, never silently skipped."""
+        if self.use_jail:
+            self.broker = Broker.start(broker_uid)
+            if self.namespaces:
+                written = {CA_FILE: self.ca_pem} if self.ca_pem else {}
+                try:
+                    self.tree = jail.JailTree(*self.readable, written).build()
+                    self.ca_file = CA_FILE if self.ca_pem else None
+                except OSError as error:
+                    self.problems.append(f"no read-only root: {error}")
+                self.netns = self.libc.unshare(CLONE_NEWNET) == 0
+                if not self.netns:
+                    self.problems.append("no empty network namespace: "
+                                         + os.strerror(ctypes.get_errno()))
+            if not self.landlock:
+                self.problems.append("the kernel offers no Landlock")
+        if self.ca_pem and self.ca_file is None:
+            self.ca_file = _write_readable(self.ca_pem)
+        if self.ca_file:
+            self.readable[1].append((self.ca_file, False))
+        if self.is_root and not self.tree:
+            self.unreadable = self._probe_readable()
+        workdir = tempfile.mkdtemp(prefix="hookengine-probe-")
+        try:
+            if self.is_root:
+                os.chown(workdir, self.uid_base, self.uid_base)
+            if self.tree is not None and not self._probe(lambda: self._rehearse(workdir)):
+                self.problems.append("a child could not enter the read-only root")
+                log.error("Hook processes cannot enter the jail's read-only root; they run "
+                          "with Landlock alone")
+                self.tree = None
+            if self.use_jail and not self._probe(lambda: self._rehearse(workdir)):
+                raise RuntimeError("hook processes cannot be locked down on this host: see "
+                                   "the log, or set HOOKENGINE_JAIL=false")
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
         if self.unreadable:
             log.error("Hook processes (uid %d...) cannot read %s: SDK parts and CA bundles "
-                      "they load on first use will fail. Let others read the installation "
-                      "(chmod o+rx on it and o+x on every directory above it).",
-                      uid_base, ", ".join(self.unreadable))
+                      "they load on first use will fail. Run as root with namespaces on "
+                      "(the jail then makes them readable), or let others read the "
+                      "installation (chmod o+rx on it and o+x on every directory above it).",
+                      self.uid_base, ", ".join(self.unreadable))
+        for problem in self.problems:
+            log.warning("Sandbox: %s", problem)
+        return self
+
+    def _rehearse(self, workdir: str) -> None:
+        """In a probe child: the whole lockdown a spare goes through, then a look at what a
+        hook needs (a CA bundle) and what it must not see (/etc/passwd)."""
+        self.prepare(workdir, self.uid_for(0), (), os.getppid())
+        for cafile in (ssl.get_default_verify_paths().cafile, _certifi_bundle()):
+            if cafile and os.path.exists(cafile):  # (exists() is a stat: Landlock allows it)
+                with open(cafile, "rb"):
+                    pass
+        try:
+            open("/etc/passwd", "rb").close()
+        except OSError:
+            return
+        raise OSError("/etc/passwd is readable inside the jail")
 
     def _probe_readable(self) -> list[str]:
         """Package directories a hook's uid cannot read. (The standard library may be
@@ -120,12 +223,13 @@ class ProcessJail:
         os.waitpid(pid, 0)
         return [line for line in text.splitlines() if line]
 
-    def _probe_namespaces(self) -> bool:
-        """Can this host give a child its own mounts? (Not in an unprivileged container.)"""
+    def _probe(self, attempt) -> bool:
+        """Does `attempt` succeed in a forked child? (Namespaces are not to be had in an
+        unprivileged container, pivot_root not on some file systems.)"""
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the probe child
             try:
-                self._enter_namespaces()
+                attempt()
             except OSError:
                 os._exit(1)
             os._exit(0)
@@ -133,17 +237,20 @@ class ProcessJail:
         return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
     def _enter_namespaces(self) -> None:
-        """Own mount, IPC and UTS namespaces: private, empty /tmp, /var/tmp and /dev/shm (so
-        nothing a hook writes there outlives it or reaches another run), and a /proc that
-        shows a hook only its own process."""
+        """Own mount, IPC and UTS namespaces. Without the jail's tree: private, empty /tmp,
+        /var/tmp and /dev/shm (so nothing a hook writes there outlives it or reaches another
+        run), and a /proc that shows a hook only its own process."""
         self._check(self.libc.unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
+        self._check(self.libc.sethostname(b"hook", 4), "sethostname")  # not the host's name
         # Mount changes below stay in this namespace, never propagate to the host.
         self._check(self.libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "mount /")
+        if self.tree is not None:
+            return  # the child pivots into the tree: the host's /tmp and /proc are gone
         for path in self.private_dirs:
             if os.path.isdir(path):
                 self._check(self.libc.mount(b"tmpfs", path.encode(), b"tmpfs",
                                             MS_NOSUID | MS_NODEV,
-                                            f"size={TMPFS_SIZE},mode=1777".encode()), path)
+                                            f"size={self.disk_bytes},mode=1777".encode()), path)
         self._check(self.libc.mount(b"proc", b"/proc", b"proc",
                                     MS_NOSUID | MS_NODEV | MS_NOEXEC, b"hidepid=invisible"),
                     "/proc")
@@ -156,19 +263,31 @@ class ProcessJail:
     @property
     def host_workdir(self) -> bool:
         """Whether a child works in a directory the zygote makes (no private /tmp here)."""
+        if self.tree is not None:
+            return False
         return not (self.namespaces
                     and os.path.dirname(PRIVATE_WORKDIR) in self.private_dirs)
 
     def layers(self) -> dict:
         """Which OS layers are active on this host (logged at start, shown by the API)."""
+        filesystem = [name for name, on in (("read_only_root", self.tree is not None),
+                                            (f"landlock_abi_{self.landlock}", self.landlock))
+                      if on]
+        network = [name for name, on in (("empty_netns", self.netns),
+                                          ("landlock_tcp", self.landlock >= 4),
+                                          ("broker", self.broker is not None)) if on]
         return {
             "fresh_process_per_execution": True,
             "rlimits": True,
             "unprivileged_uid": self.is_root,
             "seccomp": self.seccomp is not None,
             "namespaces": self.namespaces,
-            "private_tmp": list(self.private_dirs) if self.namespaces else [],
+            "filesystem_jail": filesystem,
+            "network_jail": network if self.broker is not None else [],
+            "private_tmp": ([jail.WORKDIR] if self.tree is not None else
+                            list(self.private_dirs) if self.namespaces else []),
             "unreadable_by_hooks": self.unreadable,  # should be empty: see the log
+            "jail_problems": self.problems,
         }
 
     def uid_for(self, slot: int) -> int | None:
@@ -177,26 +296,34 @@ class ProcessJail:
     def prepare(self, workdir: str, uid: int | None, keep_fds: tuple[int, ...],
                 parent: int) -> None:
         """In a spare child, before any job: new session, no descriptors, no environment,
-        an unprivileged uid, no ptrace, seccomp. Nothing here depends on the job."""
+        the jail, an unprivileged uid, no ptrace, seccomp. Nothing here depends on the job."""
         os.setsid()  # its own process group, so the zygote can kill everything it started
+        # Its own memory figures, read later through this descriptor: /proc is not in the jail.
+        self.statm = os.open("/proc/self/statm", os.O_RDONLY)
         devnull = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
         # Every inherited descriptor goes: the zygote's socket, other runs' pipes, the log.
         low = 3
-        for fd in sorted(keep_fds) + [MAX_FD]:
+        for fd in sorted((*keep_fds, self.statm)) + [MAX_FD]:
             os.closerange(low, fd)
             low = fd + 1
         if self.namespaces:
             self._enter_namespaces()
-            if not self.host_workdir:
+            if self.tree is not None:
+                workdir = self.tree.enter(self.disk_bytes, uid)
+            elif not self.host_workdir:
                 workdir = PRIVATE_WORKDIR  # inside the child's own /tmp, gone when it exits
                 os.mkdir(workdir, 0o700)
                 os.chown(workdir, uid, uid)
         os.chdir(workdir)
         os.environ.clear()  # SDKs read credentials and proxies from the environment
         os.environ.update(HOME=workdir, TMPDIR=workdir, LANG="C.UTF-8", PATH="/usr/bin:/bin")
+        if self.ca_file:  # requests reads the first, the ssl module the second
+            os.environ.update(REQUESTS_CA_BUNDLE=self.ca_file, SSL_CERT_FILE=self.ca_file)
         tempfile.tempdir = workdir
+        ruleset = (jail.landlock_ruleset(self.landlock, *self.readable, workdir)
+                   if self.landlock else None)
         if uid is not None:
             os.setgroups([])
             os.setgid(uid)
@@ -208,12 +335,14 @@ class ProcessJail:
             os._exit(1)  # the zygote died before the line above took effect
         self.libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # no ptrace, /proc/self stays root's
         self.libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+        if ruleset is not None:
+            jail.landlock_restrict(ruleset)
         if self.seccomp is not None:
             self.seccomp.load()
 
     def note_baseline(self) -> None:
         """Read the address space in use now, while no job waits; the memory limit adds to it."""
-        self.baseline = _address_space_bytes()
+        self.baseline = _address_space_bytes(self.statm)
 
     def limit(self, limits: Limits) -> None:
         """When the job arrives: hard resource limits, soft = hard.
@@ -221,7 +350,8 @@ class ProcessJail:
         Only lowering is possible from here: the process has no capabilities (it is not root,
         or no longer root), so a hook can never raise a limit back up.
         """
-        baseline = self.baseline or _address_space_bytes()
+        baseline = self.baseline or _address_space_bytes(self.statm)
+        os.close(self.statm)
         for name, value in (
             ("RLIMIT_CORE", 0),                  # no core files with secrets in them
             ("RLIMIT_CPU", limits.cpu_seconds),
@@ -251,6 +381,32 @@ def _private_dirs() -> tuple[str, ...]:
     return tuple(found)
 
 
-def _address_space_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+def _address_space_bytes(statm: int) -> int:
+    return int(os.pread(statm, 200, 0).split()[0]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _ca_bundle(extra: str) -> bytes:
+    """certifi's bundle (or the system's) followed by the operator's extra CAs."""
+    base = _certifi_bundle() or ssl.get_default_verify_paths().cafile
+    with open(extra, "rb") as file:
+        data = file.read()
+    if base and os.path.exists(base):
+        with open(base, "rb") as file:
+            data = file.read().rstrip(b"\n") + b"\n" + data
+    return data
+
+
+def _write_readable(data: bytes) -> str:
+    """A world-readable copy, for a jail without its own root (the bundle holds no secret)."""
+    folder = tempfile.mkdtemp(prefix="hookengine-ca-")
+    os.chmod(folder, 0o755)
+    path = os.path.join(folder, "ca-bundle.pem")
+    with open(path, "wb") as file:
+        file.write(data)
+    os.chmod(path, 0o644)
+    return path
+
+
+def _certifi_bundle() -> str | None:
+    certifi = sys.modules.get("certifi")
+    return certifi.where() if certifi else None

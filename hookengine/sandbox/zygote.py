@@ -22,7 +22,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 
 from hookengine.sandbox import warmup
 from hookengine.sandbox.child import encode_job, prepare_rehearsal, run_spare
@@ -33,7 +33,8 @@ from hookengine.sandbox.protocol import read_frame, splice_frame, write_frame
 
 log = logging.getLogger("hookengine.zygote")
 
-SLOTS = 1000          # concurrent executions, each with its own uid
+SLOTS = 1000          # uids per zygote: the last is the broker's, the rest one per run
+BROKER_SLOT = SLOTS - 1
 CODE_CACHE_SIZE = 256
 # Children forked ahead of need and already locked down: a run pays neither fork nor setup.
 SPARES = 2
@@ -41,9 +42,11 @@ SPARES = 2
 class Child:
     """A forked child: a spare until it is given a job, then that job's run. Never reused."""
 
-    def __init__(self, pid: int, job_fd: int, answer_fd: int, slot: int, workdir: str):
+    def __init__(self, pid: int, job_fd: int, answer_fd: int, slot: int, workdir: str,
+                 broker_end=None):
         self.pid, self.job_fd, self.answer_fd = pid, job_fd, answer_fd
         self.slot, self.workdir = slot, workdir
+        self.broker_end = broker_end  # handed to the broker with the job's egress policy
         self.conn = None           # the server's connection, once the child has a job
         self.deadline = None
         self.max_answer = 0
@@ -66,7 +69,9 @@ class Zygote:
         self.selector = selectors.DefaultSelector()
         self.children: dict[int, Child] = {}  # every live child, by pid
         self.spares: list[Child] = []
-        self.free_slots = list(range(SLOTS - 1, -1, -1))
+        # Taken from the front, returned to the back: a uid comes round again only after
+        # every other one has served, so no run meets files or processes of the last one.
+        self.free_slots = deque(range(BROKER_SLOT))
         self.code_cache: OrderedDict[str, object] = OrderedDict()
         self.counter = 0
 
@@ -127,12 +132,15 @@ class Zygote:
         return not busy and len(self.spares) < self.pool_size and len(self.free_slots) > 1
 
     def _fork(self) -> Child:
-        slot = self.free_slots.pop()
+        slot = self.free_slots.popleft()
         uid = self.jail.uid_for(slot)
         self.counter += 1
         workdir = os.path.join(self.runs_dir, f"run-{slot}-{self.counter}")
         fds: list[int] = []
+        hook_end = broker_end = None
         try:
+            if self.jail.broker is not None:
+                hook_end, broker_end = self.jail.broker.pair()
             if self.jail.host_workdir:
                 os.mkdir(workdir, 0o700)
                 if uid is not None:
@@ -146,15 +154,21 @@ class Zygote:
         except OSError:
             for fd in fds:
                 os.close(fd)
+            for end in (hook_end, broker_end):
+                if end is not None:
+                    end.close()
             shutil.rmtree(workdir, ignore_errors=True)
             self.free_slots.append(slot)
             raise
         if pid == 0:  # pragma: no cover - the child
-            run_spare(self.jail, job_r, answer_w, workdir, uid, parent)
+            run_spare(self.jail, job_r, answer_w, workdir, uid, parent,
+                      hook_end.fileno() if hook_end is not None else None)
         os.close(job_r)
         os.close(answer_w)
+        if hook_end is not None:
+            hook_end.close()
         os.set_blocking(answer_r, False)
-        child = self.children[pid] = Child(pid, job_w, answer_r, slot, workdir)
+        child = self.children[pid] = Child(pid, job_w, answer_r, slot, workdir, broker_end)
         self.selector.register(answer_r, selectors.EVENT_READ, ("answer", child))
         return child
 
@@ -203,6 +217,9 @@ class Zygote:
         # JSON escaping can double text, and each capped log line carries its time and stream.
         child.max_answer = 4 * (limits["max_output_bytes"] + limits["max_result_bytes"]) + 65536
         try:
+            if child.broker_end is not None:
+                self.jail.broker.grant(child.broker_end, job["egress"])
+                child.broker_end = None
             _write_all(child.job_fd, encode_job(started, request, code))
             # The run's arguments and secrets go from the connection to the child's pipe
             # inside the kernel: never read here, where every later child would inherit them.
@@ -299,6 +316,8 @@ class Zygote:
 
     def _retire(self, child: Child) -> None:
         del self.children[child.pid]
+        if child.broker_end is not None:
+            child.broker_end.close()
         if child in self.spares:
             self.spares.remove(child)
             os.close(child.job_fd)
@@ -337,6 +356,8 @@ class Zygote:
     def _shutdown(self) -> None:
         for child in self.children.values():
             self._kill(child)
+        if self.jail.broker is not None:
+            self.jail.broker.stop()
         shutil.rmtree(self.runs_dir, ignore_errors=True)
         os._exit(0)
 
@@ -366,12 +387,17 @@ def main(argv=None) -> None:
     parser.add_argument("--uid-base", type=int, default=61000)
     parser.add_argument("--seccomp", type=int, default=1)
     parser.add_argument("--namespaces", type=int, default=1)
+    parser.add_argument("--jail", type=int, default=1)
+    parser.add_argument("--disk-bytes", type=int, default=8 * 1024 * 1024)
+    parser.add_argument("--ca-bundle", default="")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s zygote %(message)s")
     packages = [p for p in args.packages.split(",") if p]
     started = time.perf_counter()
     warm(packages)
-    jail = ProcessJail(args.uid_base, bool(args.seccomp), bool(args.namespaces))
+    jail = ProcessJail(args.uid_base, bool(args.seccomp), bool(args.namespaces),
+                       bool(args.jail), args.disk_bytes, args.ca_bundle)
+    jail.start(jail.uid_for(BROKER_SLOT))
     runs_dir = tempfile.mkdtemp(prefix="hookengine-runs-")
     os.chmod(runs_dir, 0o711)  # each run's uid may enter only its own 0700 subdirectory
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -87,16 +87,17 @@ JAILED = Path(__file__).with_name("jailed.py")
 
 @pytest.fixture
 def jailed():
-    """jailed(code, limits=..., egress=None, slot=0) -> dict: raw Python under the process
-    layer alone. The code sets `result`; an exception comes back as
-    {"error": name, "message": ..., "errno": ...}; a killed process as {"signal": n}."""
+    """jailed(code, limits=..., egress=None, slot=0, jail=True) -> dict: raw Python under
+    the process layer alone (jail=False: without the kernel jail). The code sets `result`;
+    an exception comes back as {"error": name, "message": ..., "errno": ...}; a killed
+    process as {"signal": n}."""
     def run(code: str, limits: Limits = SMALL, egress: EgressPolicy | None = None,
-            slot: int = 0, timeout: float = 15) -> dict:
+            slot: int = 0, timeout: float = 15, jail: bool = True) -> dict:
         read_fd, write_fd = os.pipe()
         workdir = tempfile.mkdtemp(prefix="hookengine-jailed-")
         spec = {"code": code, "workdir": workdir, "limits": limits.to_dict(),
                 "uid_base": JAILED_UID_BASE, "slot": slot, "answer_fd": write_fd,
-                "egress": egress.to_dict() if egress else None}
+                "egress": egress.to_dict() if egress else None, "jail": jail}
         process = subprocess.Popen([sys.executable, str(JAILED), json.dumps(spec)],
                                    pass_fds=(write_fd,), stdin=subprocess.DEVNULL,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

@@ -2,7 +2,9 @@
 
 This is what a hook would be left with after a complete escape from the language layer:
 ordinary Python, in a process locked down exactly as the zygote locks down its children
-(ProcessJail.prepare, then .limit), optionally with the egress guard installed.
+(ProcessJail.start as the zygote does once, then .prepare and .limit as each child does),
+optionally with the egress guard installed. With "jail": false the kernel jail is off, to
+show what the other layers stop without it.
 """
 
 import json
@@ -20,25 +22,35 @@ import subprocess  # noqa: F401
 import threading  # noqa: F401
 import _socket  # noqa: F401
 
+from hookengine.sandbox.broker import BrokerClient
 from hookengine.sandbox.egress import EgressGuard, EgressPolicy
 from hookengine.sandbox.isolation import Limits, ProcessJail
+from hookengine.sandbox.zygote import BROKER_SLOT
 
 
 def main() -> None:
     spec = json.loads(sys.argv[1])
     answer_fd = spec["answer_fd"]
-    jail = ProcessJail(spec["uid_base"], True)
+    if spec["egress"]:
+        import requests.adapters  # noqa: F401 - the host map patches its transport
+    jail = ProcessJail(spec["uid_base"], True, use_jail=spec["jail"])
+    jail.start(jail.uid_for(BROKER_SLOT))
     uid = jail.uid_for(spec["slot"])
+    keep = (answer_fd,)
+    broker = None
+    if jail.broker is not None:
+        hook_end, broker_end = jail.broker.pair()
+        jail.broker.grant(broker_end, spec["egress"] or EgressPolicy().to_dict())
+        keep += (hook_end.fileno(),)
+        broker = BrokerClient(hook_end)
     workdir = spec["workdir"]
     if uid is not None:
         os.chown(workdir, uid, uid)
-    if spec["egress"]:
-        import requests.adapters  # noqa: F401 - the host map patches its transport
     try:
-        jail.prepare(workdir, uid, (answer_fd,), os.getppid())
+        jail.prepare(workdir, uid, keep, os.getppid())
         jail.limit(Limits(**spec["limits"]))
         if spec["egress"]:
-            EgressGuard(EgressPolicy(**spec["egress"])).install()
+            EgressGuard(EgressPolicy(**spec["egress"])).install(broker)
         namespace = {"workdir": workdir}
         exec(compile(spec["code"], "attack.py", "exec"), namespace)
         answer = {"result": namespace.get("result")}

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from attacklib import SMALL, refused
-from hookengine.sandbox.isolation import Limits
+from hookengine.sandbox.isolation import Limits, _private_dirs
 
 
 def hook(body: str, imports: str = "") -> str:
@@ -266,24 +266,36 @@ result = "connected"
     assert answer.get("error") in ("PermissionError", "FileNotFoundError"), answer
 
 
-def test_a_root_only_file_is_unreadable(jailed, world_dir):
+@pytest.mark.parametrize("jail, refusal", [(False, "PermissionError"),
+                                           (True, "FileNotFoundError")])
+def test_a_root_only_file_is_unreadable(jailed, world_dir, jail, refusal):
+    """The uid layer alone refuses it; the jail alone does not even show it."""
     secret = world_dir / "engine.key"
     secret.write_text("ENGINE-KEY-91c2")
     os.chmod(secret, 0o600)
-    answer = jailed(f"result = open({str(secret)!r}).read()")
-    assert answer.get("error") == "PermissionError", answer
+    answer = jailed(f"result = open({str(secret)!r}).read()", jail=jail)
+    assert answer.get("error") == refusal, answer
 
 
 @pytest.mark.parametrize("directory", ["/tmp", "/var/tmp", "/dev/shm", "/run/lock"])
-def test_files_in_world_writable_dirs_do_not_outlive_the_run(jailed, sandbox, directory):
-    if directory not in sandbox.layers.get("private_tmp", []):
+def test_files_in_world_writable_dirs_do_not_outlive_the_run(jailed, directory):
+    """Without the jail: each world-writable dir is the child's own empty tmpfs."""
+    if directory not in _private_dirs():
         # Absent, not world-writable, or (in a checkout under /tmp) holding the engine's code.
         pytest.skip(f"{directory} is not made private on this host")
     path = f"{directory}/left-behind"
-    first = jailed(f"open({path!r}, 'w').write('x')\nresult = 'written'", slot=3)
+    first = jailed(f"open({path!r}, 'w').write('x')\nresult = 'written'", slot=3, jail=False)
     assert first == {"result": "written"}
-    second = jailed(f"import os\nresult = os.path.exists({path!r})", slot=3)
+    second = jailed(f"import os\nresult = os.path.exists({path!r})", slot=3, jail=False)
     assert second == {"result": False}
+    assert not os.path.exists(path)
+
+
+@pytest.mark.parametrize("directory", ["/tmp", "/var/tmp", "/dev/shm", "/run/lock"])
+def test_in_the_jail_world_writable_dirs_are_not_there(jailed, directory):
+    path = f"{directory}/left-behind"
+    answer = jailed(f"open({path!r}, 'w').write('x')\nresult = 'written'", slot=3)
+    assert answer.get("error") in ("FileNotFoundError", "PermissionError", "OSError"), answer
     assert not os.path.exists(path)
 
 

@@ -120,11 +120,10 @@ def host_files(world_dir):
     return world_dir, marker
 
 
-@pytest.mark.parametrize("name, readable", [("root-only.pem", False),
-                                            ("data/secret.key", False),
-                                            ("public.pem", True)])
-def test_vonage_auth_private_key_paths_read_only_what_the_hook_uid_may(run, host_files, name,
-                                                                      readable):
+# Both oracles are refused by the language layer where it can see the path; where it cannot,
+# the kernel jail leaves no host file to find: not even a world-readable one.
+@pytest.mark.parametrize("name", ["root-only.pem", "data/secret.key", "public.pem"])
+def test_vonage_auth_private_key_paths_reveal_no_host_file(run, host_files, name):
     world_dir, marker = host_files
     result = run(hook(f'''
 try:
@@ -133,19 +132,12 @@ except Exception as error:
     return ["failed", str(error)]
 return ["loaded"]
 ''', "from vonage import Auth"))
-    assert result.status == "success", result.error
-    assert marker not in repr(result.result)
-    if readable:  # the control: the same call reads a file the hook's uid may read
-        assert result.result == ["loaded"]
-    else:
-        assert result.result[0] == "failed"
-        assert "Permission denied" in result.result[1]
+    assert marker not in repr(result.result) + repr(result.error)
+    assert result.status == "error" or result.result[0] == "failed", result.result
 
 
-@pytest.mark.parametrize("name, readable", [("root-only.pem", False),
-                                            ("data/secret.key", False),
-                                            ("public.pem", True)])
-def test_zoneinfo_tzpath_reads_only_what_the_hook_uid_may(run, host_files, name, readable):
+@pytest.mark.parametrize("name", ["root-only.pem", "data/secret.key", "public.pem"])
+def test_zoneinfo_tzpath_reveals_no_host_file(run, host_files, name):
     world_dir, marker = host_files
     folder, key = os.path.split(str(world_dir / name))
     result = run(hook(f'''
@@ -156,9 +148,5 @@ except Exception as error:
     return str(error)
 return "loaded"
 ''', "import zoneinfo"))
-    assert result.status == "success", result.error
-    assert marker not in repr(result.result)
-    if readable:  # read, then rejected as not a time zone file
-        assert "Invalid TZif file" in result.result
-    else:  # refused by the kernel (or, behind a 0700 directory, not even seen)
-        assert "Permission denied" in result.result or "No time zone found" in result.result
+    assert marker not in repr(result.result) + repr(result.error)
+    assert result.status == "error" or "No time zone found" in result.result, result.result
