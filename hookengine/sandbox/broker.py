@@ -96,15 +96,20 @@ def _serve(control: socket.socket, uid: int | None) -> None:  # pragma: no cover
             os.setgroups([])
             os.setgid(uid)
             os.setuid(uid)
+        sessions = []
         while True:
             policy, fd = _receive(control)
             if policy is None:
-                break  # the zygote is gone
+                break  # the zygote is gone: serve the runs already granted, then exit
             if fd is None:
                 continue
             session = socket.socket(fileno=fd)
-            threading.Thread(target=_session, args=(session, EgressPolicy(**policy)),
-                             daemon=True).start()
+            sessions = [t for t in sessions if t.is_alive()]
+            sessions.append(threading.Thread(target=_session,
+                                             args=(session, EgressPolicy(**policy))))
+            sessions[-1].start()
+        for thread in sessions:
+            thread.join()
     except BaseException:  # noqa: BLE001 - report, and let the zygote see the broker gone
         log.exception("connection broker stopped")
         code = 1

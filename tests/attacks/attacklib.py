@@ -97,3 +97,9 @@ class Listener:
         for conn in self.held:
             conn.close()
         self.sock.close()
+
+
+def hook(body: str, imports: str = "") -> str:
+    """A Send Phone Message hook whose body is `body` (indented for it), after `imports`."""
+    lines = "\n".join("    " + line for line in body.strip().splitlines())
+    return f"{imports}\ndef send_phone_message(recipient, text, context):\n{lines}\n"

@@ -51,7 +51,8 @@ def main() -> None:
         jail.limit(Limits(**spec["limits"]))
         if spec["egress"]:
             EgressGuard(EgressPolicy(**spec["egress"])).install(broker)
-        namespace = {"workdir": workdir}
+        # The broker channel too: an escaped hook can speak the broker's protocol itself.
+        namespace = {"workdir": workdir, "broker": broker}
         exec(compile(spec["code"], "attack.py", "exec"), namespace)
         answer = {"result": namespace.get("result")}
     except BaseException as error:  # noqa: BLE001 - every outcome is reported
