@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import sys
 import time
 import traceback
 
@@ -141,18 +143,30 @@ def hook_arguments(params: list[str], args: list, secrets: dict[str, str]) -> li
 def describe_error(error: BaseException, source: str) -> dict:
     """name, message and a stack of the hook's own lines only (no engine or library paths)."""
     lines = source.splitlines()
-    stack = [f"{type(error).__name__}: {_capped(str(error))}"]
+    message = _capped(_text_of(error))
+    stack = [f"{type(error).__name__}: {message}"]
     for frame in traceback.extract_tb(error.__traceback__):
         if frame.filename == HOOK_FILENAME:
             text = lines[frame.lineno - 1].strip() if 0 < (frame.lineno or 0) <= len(lines) else ""
             stack.append(f'    at {frame.name} ({HOOK_FILENAME}:{frame.lineno}) {text}'.rstrip())
-    described = {"name": type(error).__name__, "message": _capped(str(error)),
+    described = {"name": str.__str__(type(error).__name__), "message": message,
                  "stack": _capped("\n".join(stack), MAX_STACK_CHARS)}
     for extra in ("friendly_message", "user_message"):
-        value = getattr(error, extra, None)
-        if isinstance(value, str):
-            described[extra] = _capped(value)
+        try:
+            value = getattr(error, extra, None)
+        except Exception:  # a hook's property that raises: the field is left out
+            continue
+        if issubclass(type(value), str):
+            described[extra] = _capped(str.__str__(value))
     return described
+
+
+def _text_of(error: BaseException) -> str:
+    """str(error) as a plain str; an error whose text cannot be built says so instead."""
+    try:
+        return str.__str__(str(error))
+    except Exception as failure:  # e.g. RecursionError from arguments nested too deeply
+        return f"(the error's text could not be built: {type(failure).__name__})"
 
 
 MAX_MESSAGE_CHARS = 4096   # an error message (and each friendly message)
@@ -166,42 +180,144 @@ def _capped(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
 
 
 MAX_RESULT_DEPTH = 64  # nesting of a result; deeper data is refused, not carried further
+_END = object()
 
 
 def to_json(value, max_bytes: int) -> str:
-    """JSON text of a hook's result, or TypeError/ValueError saying why it is not JSON data."""
-    depth = _depth(value)
-    if depth > MAX_RESULT_DEPTH:
-        raise ValueError(f"the result nests more than {MAX_RESULT_DEPTH} levels deep")
-    try:
-        text = json.dumps(value, allow_nan=False, separators=(",", ":"),
-                          default=_not_json)
-    except RecursionError:
-        raise ValueError("the result nests too deeply (or refers to itself)") from None
-    if len(text) > max_bytes:
-        raise ValueError(f"the result is {len(text)} bytes of JSON; the limit is {max_bytes}")
+    """JSON text of a hook's result, or TypeError/ValueError saying what was refused.
+
+    The text is written here, without recursion, from what the data really holds: dicts,
+    lists and tuples are read through the base types' own methods (`dict.items(d)`,
+    `list.__iter__(l)`), never through a subclass's overrides, and str, int and float
+    subclasses are written as their base values. So the depth and size caps apply to exactly
+    the text that leaves the process. Dict keys that are numbers, booleans or None become
+    strings as `json.dumps` makes them (a clash with a string key keeps the last, as
+    `json.loads` does); other keys are refused.
+    """
+    parts: list[str] = []
+    stack: list[list] = []  # open containers: [entries, closing bracket, entries begun, key]
+    budget = _Budget(max_bytes)
+    while True:
+        opened = _open(value)
+        if opened is None:
+            parts.append(_scalar(value, budget, stack))
+        elif len(stack) == MAX_RESULT_DEPTH:
+            raise ValueError(f"the result nests more than {MAX_RESULT_DEPTH} levels deep "
+                             "(or refers to itself)")
+        else:
+            bracket, entries, closing = opened
+            budget.spend(2)  # both brackets
+            parts.append(bracket)
+            stack.append([entries, closing, 0, None])
+        while stack:  # close the containers that are done; stop at the next entry
+            frame = stack[-1]
+            entry = next(frame[0], _END)
+            if entry is not _END:
+                break
+            parts.append(frame[1])
+            stack.pop()
+        else:
+            return "".join(parts)
+        if frame[2]:
+            budget.spend(1)
+            parts.append(",")
+        frame[2] += 1
+        if frame[1] == "}":
+            frame[3], value = _key(entry[0], stack), entry[1]
+            parts.append(_string(frame[3], budget) + ":")
+            budget.spend(1)
+        else:
+            value = entry
+
+
+class _Budget:
+    """Bytes of JSON text written so far, against the cap."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes, self.used = max_bytes, 0
+
+    def spend(self, size: int) -> None:
+        self.used += size
+        if self.used > self.max_bytes:
+            raise ValueError(f"the result is over {self.max_bytes} bytes as JSON; the limit "
+                             f"is {self.max_bytes}")
+
+
+def _open(value):
+    """(opening bracket, iterator over the real entries, closing bracket) of a container."""
+    kind = type(value)
+    if issubclass(kind, dict):
+        return "{", iter(dict.items(value)), "}"
+    if issubclass(kind, list):
+        return "[", list.__iter__(value), "]"
+    if issubclass(kind, tuple):
+        return "[", tuple.__iter__(value), "]"
+    return None
+
+
+def _scalar(value, budget: _Budget, stack: list) -> str:
+    kind = type(value)
+    if issubclass(kind, str):
+        return _string(value, budget)
+    if value is None or kind is bool or issubclass(kind, (int, float)):
+        try:
+            text = _plain_text(value)
+        except ValueError as error:
+            raise ValueError(f"{_where(stack)} {error}") from None
+        budget.spend(len(text))
+        return text
+    hint = "; decode bytes to a string first" if issubclass(kind, (bytes, bytearray)) else ""
+    raise TypeError(f"{_where(stack)} is of type {kind.__name__}, which is not JSON data (return "
+                    f"dicts, lists, strings, numbers, booleans and None{hint})")
+
+
+def _string(value: str, budget: _Budget) -> str:
+    budget.spend(str.__len__(value) + 2)  # checked before escaping builds the text
+    text = json.encoder.encode_basestring_ascii(str.__str__(value))
+    budget.spend(len(text) - str.__len__(value) - 2)
     return text
 
 
-def _depth(value) -> int:
-    """Nesting depth of lists and dicts, walked without recursion (and stopping early)."""
-    deepest, stack, seen = 0, [(value, 1)], 0
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            item = list(item.values())
-        if isinstance(item, (list, tuple)):
-            deepest = max(deepest, depth)
-            seen += len(item)
-            if deepest > MAX_RESULT_DEPTH or seen > 10_000_000:
-                return deepest
-            stack.extend((child, depth + 1) for child in item)
-    return deepest
+def _plain_text(value) -> str:
+    """JSON text of None, a bool, or an int or float (subclasses as their base values)."""
+    if value is None or type(value) is bool:
+        return json.dumps(value)
+    if issubclass(type(value), int):
+        try:
+            return int.__repr__(value)
+        except ValueError:  # past the interpreter's int-to-text limit (sys.int_info)
+            digits = int(int.bit_length(value) * 0.30103) + 1
+            raise ValueError(f"is an integer of about {digits} digits; the limit is "
+                             f"{sys.get_int_max_str_digits()} digits (return it as a string)"
+                             ) from None
+    number = float.__float__(value)
+    if not math.isfinite(number):
+        raise ValueError(f"is {number!r}, which JSON cannot carry (return None or a string "
+                         "instead)")
+    return float.__repr__(number)
 
 
-def _not_json(value):
-    raise TypeError(f"the result holds a {type(value).__name__}, which is not JSON data "
-                    "(return dicts, lists, strings, numbers, booleans and None)")
+def _key(key, stack: list) -> str:
+    """A dict key as JSON writes it: strings as they are; numbers, booleans, None as text."""
+    kind = type(key)
+    if issubclass(kind, str):
+        return str.__str__(key)
+    if key is None or kind is bool or issubclass(kind, (int, float)):
+        try:
+            return _plain_text(key)
+        except ValueError as error:
+            raise ValueError(f"a key of {_where(stack[:-1])} {error}") from None
+    raise TypeError(f"{_where(stack[:-1])} has a key of type {kind.__name__}; keys must be "
+                    "strings (numbers, booleans and None are turned into strings)")
+
+
+def _where(stack: list) -> str:
+    """Where the value being written is: 'the result', or 'result["a"][2]'."""
+    if not stack:
+        return "the result"
+    return "result" + "".join(
+        f"[{json.dumps(frame[3][:40])}]" if frame[1] == "}" else f"[{frame[2] - 1}]"
+        for frame in stack)
 
 
 class Clock:
