@@ -123,23 +123,36 @@ class SecretStore:
 
 
 def redact(data, secrets: dict[str, str]):
-    """Replace every secret value inside strings of `data` (any JSON data) by [secret:NAME]."""
+    """Replace every secret value inside strings of `data` (any JSON data) by [secret:NAME].
+
+    A copy is built with an explicit stack, not recursion: the data comes from hooks and
+    requests, and no depth of it may exhaust the interpreter's recursion limit.
+    """
     # Longest first, so a secret that contains another one is replaced whole.
     pairs = sorted(((v, f"[secret:{n}]") for n, v in secrets.items() if v),
                    key=lambda p: len(p[0]), reverse=True)
     if not pairs:
         return data
+    pending: list[tuple] = []  # (original container, its copy still to fill)
 
     def scrub(value):
+        """A string scrubbed, an empty copy of a container (filled later), else the value."""
         if isinstance(value, str):
             for secret, marker in pairs:
                 if secret in value:
                     value = value.replace(secret, marker)
             return value
-        if isinstance(value, list):
-            return [scrub(item) for item in value]
-        if isinstance(value, dict):
-            return {scrub(k): scrub(v) for k, v in value.items()}
+        if isinstance(value, (list, dict)):
+            copy = [] if isinstance(value, list) else {}
+            pending.append((value, copy))
+            return copy
         return value
 
-    return scrub(data)
+    top = scrub(data)
+    while pending:
+        value, copy = pending.pop()
+        if isinstance(copy, list):
+            copy.extend(scrub(item) for item in value)
+        else:
+            copy.update((scrub(k), scrub(v)) for k, v in value.items())
+    return top

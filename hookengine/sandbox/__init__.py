@@ -211,14 +211,20 @@ def interpret(reply: dict, limits: Limits) -> SandboxResult:
 
 
 def _parse_answer(answer: str | None) -> SandboxResult:
-    try:
-        data = json.loads(answer) if answer else None
-    except ValueError:
-        data = None
-    if not isinstance(data, dict) or data.get("status") not in STATUSES:
+    """The child's answer; text that cannot be read is the run's error, never an exception."""
+    from hookengine.sandbox.contract import read_answer  # hook-controlled text: read it there
+
+    if not answer:
         return _failed("killed", "ProcessKilled", "the hook process ended without an answer")
-    return SandboxResult(data["status"], result=data.get("result"), error=data.get("error"),
-                         logs=data.get("logs") or [], stats=dict(data.get("stats") or {}))
+    try:
+        data = read_answer(answer)
+    except ValueError as error:
+        return _failed("error", "AnswerError", f"the hook's answer could not be read: {error}")
+    if data["status"] not in STATUSES:
+        return _failed("error", "AnswerError", "the hook's answer could not be read: its "
+                       f"status is not one of {', '.join(STATUSES)}")
+    return SandboxResult(data["status"], result=data["result"], error=data["error"],
+                         logs=data["logs"], stats=dict(data["stats"]))
 
 
 def _failed(status: str, name: str, message: str) -> SandboxResult:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 import time
 import traceback
@@ -180,6 +181,8 @@ def _capped(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
 
 
 MAX_RESULT_DEPTH = 64  # nesting of a result; deeper data is refused, not carried further
+# An answer holds the result one level down; its logs and error are shallower than that.
+MAX_ANSWER_DEPTH = MAX_RESULT_DEPTH + 1
 _END = object()
 
 
@@ -318,6 +321,62 @@ def _where(stack: list) -> str:
     return "result" + "".join(
         f"[{json.dumps(frame[3][:40])}]" if frame[1] == "}" else f"[{frame[2] - 1}]"
         for frame in stack)
+
+
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_EMPTY_PAIR = re.compile(r"\[\]|\{\}")
+
+
+def read_answer(text: str) -> dict:
+    """The child's answer as plain JSON data checked for shape, or ValueError saying why not.
+
+    It is hook-controlled text: nesting is measured before parsing, without recursion, so
+    the parser never goes deeper than MAX_ANSWER_DEPTH; NaN, Infinity and integers too long
+    to convert are refused; the error, logs and stats must have the shapes the child writes.
+    """
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    for _ in range(MAX_ANSWER_DEPTH):  # each pass removes the innermost level
+        if not brackets:
+            break
+        brackets = _EMPTY_PAIR.sub("", brackets)
+    if _EMPTY_PAIR.search(brackets):
+        raise ValueError(f"it nests more than {MAX_ANSWER_DEPTH} levels deep")
+    if brackets:
+        raise ValueError("it is not valid JSON (its brackets do not match)")
+    try:
+        data = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except ValueError as error:  # also an integer past the int-to-text limit
+        raise ValueError(f"it is not valid JSON ({_capped(str(error), 200)})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("status"), str):
+        raise ValueError("it is not an object with a status")
+    error, logs, stats = data.get("error"), data.get("logs") or [], data.get("stats") or {}
+    if error is not None and not (isinstance(error, dict) and _all_text(error.values())):
+        raise ValueError("its error is not an object of strings")
+    if not isinstance(logs, list) or not all(
+            isinstance(line, dict) and set(line) == {"time", "stream", "message"}
+            and _all_text(line.values()) for line in logs):
+        raise ValueError("its logs are not a list of {time, stream, message} strings")
+    if not isinstance(stats, dict) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in stats.values()):
+        raise ValueError("its stats are not an object of numbers")
+    return {"status": data["status"], "result": data.get("result"), "error": error,
+            "logs": logs, "stats": stats}
+
+
+def _all_text(values) -> bool:
+    return all(isinstance(v, str) for v in values)
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{_capped(text, 40)} is out of a float's range")
+    return number
 
 
 class Clock:
