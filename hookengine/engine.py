@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 
 from hookengine.auth import TokenStore
@@ -64,7 +65,10 @@ class Engine:
                     self._sandboxes[kind] = Sandbox(
                         packages, uid_base=self.settings["SANDBOX_UID"] + offset,
                         seccomp=self.settings["SECCOMP"],
-                        namespaces=self.settings["NAMESPACES"]).start()
+                        namespaces=self.settings["NAMESPACES"], jail=self.settings["JAIL"],
+                        disk_bytes=self.settings["DISK_BYTES"],
+                        ca_bundle=os.path.abspath(self.settings["CA_BUNDLE"])
+                        if self.settings["CA_BUNDLE"] else "").start()
         return self._sandboxes[kind]
 
     def close(self) -> None:

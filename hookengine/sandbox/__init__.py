@@ -73,11 +73,15 @@ class Sandbox:
     """Owns the zygote process: starts it, restarts it when it dies, sends it jobs."""
 
     def __init__(self, packages: list[str], uid_base: int = 61000, seccomp: bool = True,
-                 namespaces: bool = True, python: str = sys.executable):
+                 namespaces: bool = True, python: str = sys.executable, jail: bool = True,
+                 disk_bytes: int = 8 * 1024 * 1024, ca_bundle: str = ""):
         self.packages = packages
         self.uid_base = uid_base
         self.seccomp = seccomp
         self.namespaces = namespaces
+        self.jail = jail
+        self.disk_bytes = disk_bytes
+        self.ca_bundle = ca_bundle
         self.python = python
         self.layers: dict = {}
         self.process: subprocess.Popen | None = None
@@ -108,7 +112,8 @@ class Sandbox:
             [self.python, "-I", "-m", "hookengine.sandbox.zygote", "--socket",
              self.socket_path, "--packages", ",".join(self.packages),
              "--uid-base", str(self.uid_base), "--seccomp", str(int(self.seccomp)),
-             "--namespaces", str(int(self.namespaces))],
+             "--namespaces", str(int(self.namespaces)), "--jail", str(int(self.jail)),
+             "--disk-bytes", str(self.disk_bytes), "--ca-bundle", self.ca_bundle],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=self._dir,
             close_fds=True, start_new_session=True)
         line = self.process.stdout.readline()
