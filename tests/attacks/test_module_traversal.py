@@ -143,7 +143,7 @@ with requests.utils.atomic_open({str(target)!r}) as handle:
     handle.write(b"from the hook")
 return "written"
 ''', "import requests.utils"))
-    refused(result, "BufferedWriter object from the module '_io'")
+    refused(result)  # the language layer denies the helper; the jail has no such path
     assert not target.exists()
     assert os.listdir(world_dir) == []
 
