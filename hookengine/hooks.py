@@ -1,20 +1,18 @@
-"""Hooks: their rules (names, one enabled per trigger, valid scripts) and their storage."""
+"""Hook storage: hooks as records (names, one enabled per trigger) and their rows.
+
+What makes a script valid is in `hookengine.scripts`.
+"""
 
 from __future__ import annotations
 
 import json
 import re
 
-from packaging.utils import canonicalize_name
 from ulid import ULID
 
 from hookengine.clock import utc_now
 from hookengine.errors import Conflict, NotFound, ValidationError
-from hookengine.sandbox.contract import HOOK_FILENAME
-from hookengine.sandbox.deps import check as check_dependencies
-from hookengine.sandbox.metadata import ScriptMetadata, parse_metadata
-from hookengine.sandbox.policy import compile_hook
-from hookengine.secrets import NAME_PATTERN as SECRET_NAME
+from hookengine.scripts import ScriptMetadata, validate_script
 from hookengine.triggers import TRIGGERS
 
 # Auth0's pattern: letters, digits, spaces and '-', not starting or ending with ' ' or '-'.
@@ -23,39 +21,6 @@ FIELDS = ("id", "name", "script", "triggerId", "enabled", "dependencies")
 UPDATABLE = ("name", "script", "enabled", "dependencies")
 
 _COLUMNS = "id, name, script, trigger_id, enabled, dependencies"
-
-
-def validate_script(settings: dict, script: str, trigger_id: str,
-                    dependencies: dict | None = None, *,
-                    fallback: dict | None = None) -> tuple[dict, ScriptMetadata]:
-    """Compile, read the PEP 723 block and check dependencies; 400 lists every problem.
-
-    Returns the dependencies in force: `dependencies` when given, else the block's when the
-    script has a block, else `fallback` (what the hook had), else none.
-    """
-    trigger = TRIGGERS[trigger_id]
-    compiled = compile_hook(script, HOOK_FILENAME, settings["MAX_SCRIPT_BYTES"],
-                            settings["MAX_AST_DEPTH"],
-                            entry_function=trigger.entry_function)
-    problems = list(compiled.errors)
-    metadata, meta_problems = parse_metadata(script) if isinstance(script, str) else (
-        ScriptMetadata(), [])
-    problems += meta_problems
-    if metadata.trigger is not None and metadata.trigger != trigger_id:
-        problems.append(f"the '# /// script' block declares trigger {metadata.trigger!r} "
-                        f"but the hook's triggerId is {trigger_id!r}")
-    problems += [f"the '# /// script' block declares secret {name!r}, which is not a valid "
-                 "secret name (a letter or _, then letters, digits, _ and -)"
-                 for name in metadata.secrets if not SECRET_NAME.fullmatch(name)]
-    if dependencies is None:
-        dependencies = metadata.dependencies if metadata.present else dict(fallback or {})
-    problems += check_dependencies(dependencies, settings["ALLOWED_PACKAGES"])
-    if problems:
-        raise ValidationError("Invalid script", problems)
-    # Stored by canonical name ("Twilio" -> "twilio"), as imports and egress look them up.
-    if isinstance(dependencies, dict):
-        dependencies = {canonicalize_name(str(k)): v for k, v in dependencies.items()}
-    return dict(dependencies), metadata
 
 
 class HookStore:

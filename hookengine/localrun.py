@@ -8,9 +8,8 @@ import click
 
 from hookengine.clock import utc_now
 from hookengine.errors import HookEngineError
-from hookengine.hooks import validate_script
-from hookengine.runner import execute, missing_secrets
-from hookengine.sandbox.metadata import parse_metadata
+from hookengine.runner import execute
+from hookengine.scripts import missing_secrets, parse_metadata, validate_script
 from hookengine.triggers import TRIGGERS, get_trigger
 
 

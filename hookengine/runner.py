@@ -7,10 +7,8 @@ import sqlite3
 import time
 
 from hookengine.errors import BadRequest
-from hookengine.sandbox import Job
-from hookengine.sandbox.egress import EgressPolicy
-from hookengine.sandbox.isolation import Limits
-from hookengine.sandbox.metadata import parse_metadata
+from hookengine.sandbox import EgressPolicy, Job, Limits
+from hookengine.scripts import missing_secrets
 from hookengine.secrets import redact
 from hookengine.triggers import get_trigger
 
@@ -38,11 +36,6 @@ def build_job(settings: dict, trigger, script: str, dependencies: dict, payload:
                                             settings["HOST_MAP"]),
                max_script_bytes=settings["MAX_SCRIPT_BYTES"],
                max_ast_depth=settings["MAX_AST_DEPTH"])
-
-
-def missing_secrets(script: str, secrets: dict[str, str]) -> list[str]:
-    metadata, _ = parse_metadata(script)
-    return [name for name in metadata.secrets if name not in secrets]
 
 
 def shape_outcome(trigger, outcome) -> tuple[str, object, dict | None]:

@@ -9,7 +9,7 @@ import pytest
 from ulid import ULID
 
 from hookengine.errors import ValidationError
-from hookengine.sandbox.metadata import parse_metadata
+from hookengine.scripts import parse_metadata
 
 HOOKS = "/api/v2/hooks"
 SAMPLES = sorted((Path(__file__).parent.parent / "hooks").glob("*.py"))
@@ -342,7 +342,7 @@ def test_draft_validation_falls_back_to_the_hooks_dependencies(engine):
 
 
 def test_declared_secrets_come_from_the_block(engine, make_hook):
-    from hookengine.runner import missing_secrets
+    from hookengine.scripts import missing_secrets
 
     hook = make_hook(script=block(secrets=["A_KEY", "B"]) + GOOD["script"])
     assert missing_secrets(hook["script"], {"B": "x"}) == ["A_KEY"]

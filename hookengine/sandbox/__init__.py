@@ -19,10 +19,16 @@ import threading
 from dataclasses import dataclass, field
 
 from hookengine.config import BY_NAME
+from hookengine.sandbox.contract import HOOK_FILENAME
 from hookengine.sandbox.deps import allowed_roots
 from hookengine.sandbox.egress import EgressPolicy
 from hookengine.sandbox.isolation import Limits
+from hookengine.sandbox.policy import compile_hook
 from hookengine.sandbox.protocol import frame, read_frame
+
+# The package's API: the rest of the engine imports from here, never from a submodule.
+__all__ = ["HOOK_FILENAME", "EgressPolicy", "Job", "Limits", "Sandbox", "SandboxResult",
+           "compile_hook", "describe_layers"]
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,181 @@
+"""A hook script's declarations and upload rules.
+
+The PEP 723 block that makes a hook file self-describing (trigger, dependencies, secrets), the
+checks its dependencies must pass, and the rules a script must meet before it is stored or run.
+The sandbox runs scripts; it does not judge them for upload.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from importlib import metadata as distributions
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from hookengine.errors import ValidationError
+from hookengine.sandbox import HOOK_FILENAME, compile_hook
+from hookengine.secrets import NAME_PATTERN as SECRET_NAME
+from hookengine.triggers import TRIGGERS
+
+# The reference regular expression from PEP 723.
+BLOCK = re.compile(r"(?m)^# /// (?P<type>[a-zA-Z0-9-]+)$\s(?P<content>(^#(| .*)$\s)+)^# ///$")
+
+
+@dataclass
+class ScriptMetadata:
+    trigger: str | None = None
+    dependencies: dict[str, str] = field(default_factory=dict)
+    secrets: list[str] = field(default_factory=list)
+    present: bool = False
+
+
+def parse_metadata(source: str) -> tuple[ScriptMetadata, list[str]]:
+    """Read the `# /// script` block; return what it declares and every problem found."""
+    blocks = [m for m in BLOCK.finditer(source) if m.group("type") == "script"]
+    if not blocks:
+        return ScriptMetadata(), []
+    if len(blocks) > 1:
+        return ScriptMetadata(), ["the script has more than one '# /// script' block"]
+    block = blocks[0]
+    line = source.count("\n", 0, block.start()) + 1
+    content = "".join(l[2:] if l.startswith("# ") else l[1:]
+                      for l in block.group("content").splitlines(keepends=True))
+    try:
+        data = tomllib.loads(content)
+    except tomllib.TOMLDecodeError as error:
+        return ScriptMetadata(present=True), [f"Line {line}: the '# /// script' block is not "
+                                              f"valid TOML: {error}"]
+    problems: list[str] = []
+    meta = ScriptMetadata(present=True)
+    requirements = data.get("dependencies", [])
+    if not isinstance(requirements, list):
+        problems.append(f"Line {line}: dependencies must be a list of requirement strings")
+    else:
+        meta.dependencies, dep_problems = from_requirements(requirements)
+        problems += [f"Line {line}: {p}" for p in dep_problems]
+    tool = data.get("tool", {}).get("hookengine", {})
+    if not isinstance(tool, dict):
+        problems.append(f"Line {line}: [tool.hookengine] must be a table")
+        tool = {}
+    unknown = sorted(set(tool) - {"trigger", "secrets"})
+    problems += [f"Line {line}: [tool.hookengine] has unknown key {k!r} (known: trigger, "
+                 "secrets)" for k in unknown]
+    trigger = tool.get("trigger")
+    if trigger is not None and not isinstance(trigger, str):
+        problems.append(f"Line {line}: [tool.hookengine] trigger must be a string")
+    else:
+        meta.trigger = trigger
+    secrets = tool.get("secrets", [])
+    if not isinstance(secrets, list) or not all(isinstance(s, str) for s in secrets):
+        problems.append(f"Line {line}: [tool.hookengine] secrets must be a list of names")
+    else:
+        meta.secrets = list(secrets)
+    return meta, problems
+
+
+def validate_script(settings: dict, script: str, trigger_id: str,
+                    dependencies: dict | None = None, *,
+                    fallback: dict | None = None) -> tuple[dict, ScriptMetadata]:
+    """Compile, read the PEP 723 block and check dependencies; 400 lists every problem.
+
+    Returns the dependencies in force: `dependencies` when given, else the block's when the
+    script has a block, else `fallback` (what the hook had), else none.
+    """
+    trigger = TRIGGERS[trigger_id]
+    compiled = compile_hook(script, HOOK_FILENAME, settings["MAX_SCRIPT_BYTES"],
+                            settings["MAX_AST_DEPTH"],
+                            entry_function=trigger.entry_function)
+    problems = list(compiled.errors)
+    metadata, meta_problems = parse_metadata(script) if isinstance(script, str) else (
+        ScriptMetadata(), [])
+    problems += meta_problems
+    if metadata.trigger is not None and metadata.trigger != trigger_id:
+        problems.append(f"the '# /// script' block declares trigger {metadata.trigger!r} "
+                        f"but the hook's triggerId is {trigger_id!r}")
+    problems += [f"the '# /// script' block declares secret {name!r}, which is not a valid "
+                 "secret name (a letter or _, then letters, digits, _ and -)"
+                 for name in metadata.secrets if not SECRET_NAME.fullmatch(name)]
+    if dependencies is None:
+        dependencies = metadata.dependencies if metadata.present else dict(fallback or {})
+    problems += check(dependencies, settings["ALLOWED_PACKAGES"])
+    if problems:
+        raise ValidationError("Invalid script", problems)
+    # Stored by canonical name ("Twilio" -> "twilio"), as imports and egress look them up.
+    if isinstance(dependencies, dict):
+        dependencies = {canonicalize_name(str(k)): v for k, v in dependencies.items()}
+    return dict(dependencies), metadata
+
+
+def missing_secrets(script: str, secrets: dict[str, str]) -> list[str]:
+    metadata, _ = parse_metadata(script)
+    return [name for name in metadata.secrets if name not in secrets]
+
+
+def installed_version(package: str) -> str | None:
+    try:
+        return distributions.version(package)
+    except distributions.PackageNotFoundError:
+        return None
+
+
+def from_requirements(requirements: list[str]) -> tuple[dict[str, str], list[str]]:
+    """PEP 508 strings from a PEP 723 block -> {package: version spec or 'latest'}, problems."""
+    dependencies, problems = {}, []
+    for text in requirements:
+        try:
+            requirement = Requirement(str(text))
+        except InvalidRequirement as error:
+            problems.append(f"dependency {text!r} is not a PEP 508 requirement: {error}")
+            continue
+        dependencies[canonicalize_name(requirement.name)] = str(requirement.specifier) or "latest"
+    return dependencies, problems
+
+
+def check(dependencies: dict, allowed: list[str]) -> list[str]:
+    """Problems with `dependencies` ({package: version}); empty when all can be satisfied."""
+    if not isinstance(dependencies, dict):
+        return ["dependencies must be an object of {package: version}"]
+    allowed_names = {canonicalize_name(a) for a in allowed}
+    problems = []
+    for package, wanted in dependencies.items():
+        name = canonicalize_name(str(package))
+        if name not in allowed_names:
+            problems.append(f"package {package!r} is not allowed; hooks may use "
+                            f"{', '.join(sorted(allowed_names)) or 'no packages'} "
+                            "(HOOKENGINE_ALLOWED_PACKAGES)")
+            continue
+        installed = installed_version(name)
+        if installed is None:
+            problems.append(f"package {package!r} is allowed but not installed on this engine")
+            continue
+        if not isinstance(wanted, str):
+            problems.append(f"the version of {package!r} must be a string such as '9.13.0', "
+                            "'>=9,<10' or 'latest'")
+            continue
+        problem = _version_problem(name, wanted.strip(), installed)
+        if problem:
+            problems.append(problem)
+    return problems
+
+
+def _version_problem(name: str, wanted: str, installed: str) -> str | None:
+    if wanted in ("latest", "*", ""):
+        return None
+    try:
+        specifier = SpecifierSet(f"=={wanted}") if wanted[0].isdigit() else SpecifierSet(wanted)
+    except InvalidSpecifier:
+        return (f"{name} {wanted!r} is not a version: use an exact version (9.13.0), a PEP 440 "
+                "specifier (>=9,<10) or 'latest'")
+    try:
+        satisfied = Version(installed) in specifier
+    except InvalidVersion:
+        satisfied = False
+    if not satisfied:
+        return (f"{name} {wanted} cannot be satisfied: the engine has {name} {installed} "
+                "installed")
+    return None
