@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import fields
 
 from benchmarks.common import median_of_paced, median_of_rounds, record, rss_kb
+from hookengine.config import DEFAULTS
+from hookengine.runner import limits_from
+from hookengine.config import BY_NAME
 from hookengine.sandbox import Job, Sandbox
 from hookengine.sandbox.contract import HOOK_ERRORS, HOOK_FILENAME, LogSink, hook_arguments
 from hookengine.sandbox.egress import EgressPolicy
-from hookengine.sandbox.isolation import Limits
 from hookengine.sandbox.policy import Guard, build_globals, compile_hook
 
 TRIVIAL = """
@@ -49,7 +52,10 @@ def job(source: str, secrets: dict, host_map: dict | None = None,
         dependencies=("twilio", "vonage")) -> Job:
     return Job(source=source, entry="send_phone_message", params=PARAMS, args=PAYLOAD,
                secrets=secrets, dependencies={name: "latest" for name in dependencies},
-               limits=Limits(), egress=EgressPolicy.for_hook(dependencies, [], host_map or {}))
+               limits=limits_from(DEFAULTS),
+               egress=EgressPolicy.for_hook(dependencies, [], host_map or {}),
+               max_script_bytes=DEFAULTS["MAX_SCRIPT_BYTES"],
+               max_ast_depth=DEFAULTS["MAX_AST_DEPTH"])
 
 
 def in_process_floor(source: str):

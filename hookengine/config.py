@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Callable
 
 from dotenv import dotenv_values
@@ -135,6 +136,8 @@ SETTINGS = (
 )
 
 BY_NAME = {setting.name: setting for setting in SETTINGS}
+# Every setting's default, read-only: what load_settings starts from (and tests build on).
+DEFAULTS = MappingProxyType({setting.name: setting.default for setting in SETTINGS})
 
 
 def load_settings(overrides: dict | None = None, env_file: str | os.PathLike | None = ".env",
@@ -145,7 +148,7 @@ def load_settings(overrides: dict | None = None, env_file: str | os.PathLike | N
     is set), and `overrides` (tests, CLI flags) win over both.
     """
     environ = os.environ if environ is None else environ
-    raw: dict[str, Any] = {s.name: s.default for s in SETTINGS}
+    raw: dict[str, Any] = dict(DEFAULTS)
     if env_file and Path(env_file).is_file():
         raw.update(_prefixed(dotenv_values(env_file)))
     raw.update(_prefixed(environ))

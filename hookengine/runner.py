@@ -18,6 +18,7 @@ PURGE_EVERY_SECONDS = 600
 
 
 def limits_from(settings: dict) -> Limits:
+    """A run's limits from the settings: the one place settings become sandbox limits."""
     return Limits(timeout_seconds=settings["TIMEOUT_SECONDS"],
                   cpu_seconds=settings["CPU_SECONDS"], memory_mb=settings["MEMORY_MB"],
                   max_output_bytes=settings["MAX_OUTPUT_BYTES"],

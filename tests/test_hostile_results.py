@@ -11,9 +11,10 @@ import json
 
 import pytest
 
+from hookengine.config import DEFAULTS
+from hookengine.runner import limits_from
 from hookengine.sandbox import interpret
 from hookengine.sandbox.contract import MAX_ANSWER_DEPTH
-from hookengine.sandbox.isolation import Limits
 from hookengine.secrets import redact
 from serverprocess import ServerProcess
 
@@ -67,7 +68,7 @@ UNREADABLE = {
 @pytest.mark.parametrize("case", list(UNREADABLE))
 def test_an_answer_that_cannot_be_read_is_the_runs_error(case):
     text, fragment = UNREADABLE[case]
-    result = interpret({"answer": text, "exit_code": 0, "signal": None}, Limits())
+    result = interpret({"answer": text, "exit_code": 0, "signal": None}, limits_from(DEFAULTS))
     assert result.status == "error"
     assert result.error["name"] == "AnswerError"
     assert result.error["message"].startswith("the hook's answer could not be read: ")
@@ -75,7 +76,7 @@ def test_an_answer_that_cannot_be_read_is_the_runs_error(case):
 
 
 def test_an_answer_at_the_depth_limit_is_read():
-    result = interpret({"answer": nested(MAX_ANSWER_DEPTH - 1)}, Limits())
+    result = interpret({"answer": nested(MAX_ANSWER_DEPTH - 1)}, limits_from(DEFAULTS))
     assert result.status == "success", result.error
     value, levels = result.result, 0
     while value:
@@ -86,7 +87,7 @@ def test_an_answer_at_the_depth_limit_is_read():
 def test_brackets_inside_strings_do_not_count_as_nesting():
     text = answer(result=["[" * 10_000 + '\\"{' * 1000], logs=[
         {"time": "t", "stream": "stdout", "message": "]" * 500}])
-    result = interpret({"answer": text}, Limits())
+    result = interpret({"answer": text}, limits_from(DEFAULTS))
     assert result.status == "success", result.error
     assert result.result == ["[" * 10_000 + '\\"{' * 1000]
 

@@ -18,7 +18,6 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 
-from hookengine.config import BY_NAME
 from hookengine.sandbox.contract import HOOK_FILENAME
 from hookengine.sandbox.deps import allowed_roots
 from hookengine.sandbox.egress import EgressPolicy
@@ -49,8 +48,8 @@ class Job:
     dependencies: dict[str, str]
     limits: Limits
     egress: EgressPolicy
-    max_script_bytes: int = BY_NAME["MAX_SCRIPT_BYTES"].default
-    max_ast_depth: int = BY_NAME["MAX_AST_DEPTH"].default
+    max_script_bytes: int  # the zygote compiles the script again under these caps
+    max_ast_depth: int
 
     def to_request(self) -> bytes:
         return json.dumps({

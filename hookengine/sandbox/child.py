@@ -81,6 +81,10 @@ def run_spare(jail, job_fd: int, answer_fd: int, workdir: str, uid: int | None,
 REHEARSAL = {"source": "def rehearse(context):\n    print(context.code)\n    return [1]\n",
              "entry": "rehearse", "params": ["context"], "args": [{"code": "0"}],
              "secrets": {}, "allowed_roots": []}
+# Only the output and result caps matter to a rehearsal (no limit is applied to the process).
+REHEARSAL_LIMITS = Limits(timeout_seconds=1.0, cpu_seconds=1, memory_mb=64,
+                          max_output_bytes=1000, max_result_bytes=1000, max_open_files=16,
+                          max_file_bytes=0)
 
 
 _rehearsal_code = None
@@ -96,7 +100,7 @@ def rehearse() -> None:
     """Run a tiny hook while still a spare, before any job: the pages a run writes to are
     copied (copy-on-write faults) now, off the request's path, instead of during it."""
     if _rehearsal_code is not None:
-        execute(REHEARSAL, _rehearsal_code, Limits(), Clock())
+        execute(REHEARSAL, _rehearsal_code, REHEARSAL_LIMITS, Clock())
 
 
 def _read_all(fd: int) -> bytes:

@@ -14,7 +14,6 @@ import sys
 import tempfile
 from dataclasses import asdict, dataclass
 
-from hookengine.config import BY_NAME
 from hookengine.sandbox import jail
 from hookengine.sandbox.broker import Broker
 
@@ -36,21 +35,18 @@ MSG_FASTOPEN = 0x20000000
 CLONE_NEWNET = 0x40000000
 
 
-def _default(name: str):
-    return BY_NAME[name].default
-
-
 @dataclass(frozen=True)
 class Limits:
-    """Per-execution limits; defaults and meanings live in config.SETTINGS (and the README)."""
+    """Per-execution limits, all required: the sandbox reads no settings. Their defaults and
+    meanings live in config.SETTINGS (and the README); runner.limits_from maps settings here."""
 
-    timeout_seconds: float = _default("TIMEOUT_SECONDS")  # wall clock, enforced by the zygote
-    cpu_seconds: int = _default("CPU_SECONDS")            # RLIMIT_CPU: the kernel kills a loop
-    memory_mb: int = _default("MEMORY_MB")                # RLIMIT_AS, on top of the runtime
-    max_output_bytes: int = _default("MAX_OUTPUT_BYTES")  # printed bytes kept
-    max_result_bytes: int = _default("MAX_RESULT_BYTES")  # JSON result size
-    max_open_files: int = _default("MAX_OPEN_FILES")      # RLIMIT_NOFILE
-    max_file_bytes: int = _default("MAX_FILE_BYTES")      # RLIMIT_FSIZE in the private dir
+    timeout_seconds: float  # wall clock, enforced by the zygote
+    cpu_seconds: int        # RLIMIT_CPU: the kernel kills a loop
+    memory_mb: int          # RLIMIT_AS, on top of the runtime
+    max_output_bytes: int   # printed bytes kept
+    max_result_bytes: int   # JSON result size
+    max_open_files: int     # RLIMIT_NOFILE
+    max_file_bytes: int     # RLIMIT_FSIZE in the private dir
 
     def to_dict(self) -> dict:
         return asdict(self)

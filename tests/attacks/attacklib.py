@@ -5,13 +5,22 @@ from __future__ import annotations
 import select
 import socket
 import threading
+from dataclasses import replace
 
+from hookengine.config import DEFAULTS
+from hookengine.runner import limits_from
 from hookengine.sandbox import Job
 from hookengine.sandbox.egress import EgressPolicy
 from hookengine.sandbox.isolation import Limits
 
+
+def limits_with(**overrides) -> Limits:
+    """The engine's default limits (config.SETTINGS), with `overrides`."""
+    return replace(limits_from(DEFAULTS), **overrides)
+
+
 DEPENDENCIES = {"twilio": "latest", "vonage": "latest", "requests": "latest"}
-SMALL = Limits(timeout_seconds=3, cpu_seconds=2, memory_mb=128)
+SMALL = limits_with(timeout_seconds=3, cpu_seconds=2, memory_mb=128)
 RECIPIENT = "+15551234567"
 ARGS = [RECIPIENT, "Your code is 123456", {"code": "123456", "message_type": "sms"}]
 PARAMS = ["recipient", "text", "context"]
@@ -38,7 +47,9 @@ def make_job(source: str, *, entry="send_phone_message", params=None, args=None,
                args=list(ARGS if args is None else args),
                secrets=dict(SECRETS if secrets is None else secrets),
                dependencies=dict(DEPENDENCIES if dependencies is None else dependencies),
-               limits=limits, egress=egress or DEFAULT_EGRESS)
+               limits=limits, egress=egress or DEFAULT_EGRESS,
+               max_script_bytes=DEFAULTS["MAX_SCRIPT_BYTES"],
+               max_ast_depth=DEFAULTS["MAX_AST_DEPTH"])
 
 
 def refused(result, *fragments: str) -> str:

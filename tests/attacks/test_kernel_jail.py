@@ -13,9 +13,8 @@ import uuid
 
 import pytest
 
-from attacklib import SMALL, hook, refused
+from attacklib import SMALL, hook, limits_with, refused
 from hookengine.sandbox.egress import EgressPolicy
-from hookengine.sandbox.isolation import Limits
 
 TWILIO_ONLY = EgressPolicy.for_hook(["twilio"], [], {})
 
@@ -93,7 +92,7 @@ try:
                 written += 250000
 except OSError as error:
     result = [error.errno, written]
-''', limits=Limits(timeout_seconds=10, cpu_seconds=5, memory_mb=128))
+''', limits=limits_with(timeout_seconds=10, cpu_seconds=5, memory_mb=128))
     code, written = answer["result"]
     assert code in (errno.ENOSPC, errno.EFBIG), answer
     assert written <= 9 * 1024 * 1024

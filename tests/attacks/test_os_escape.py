@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from attacklib import SMALL, refused
-from hookengine.sandbox.isolation import Limits, _private_dirs
+from attacklib import SMALL, limits_with, refused
+from hookengine.sandbox.isolation import _private_dirs
 
 
 def hook(body: str, imports: str = "") -> str:
@@ -126,8 +126,8 @@ def _limits(pid: int) -> dict:
 
 def test_the_hook_process_is_locked_down(sandbox, run):
     """Look at the real process running a hook, from outside, while it sleeps."""
-    limits = Limits(timeout_seconds=5, cpu_seconds=3, memory_mb=128, max_open_files=48,
-                    max_file_bytes=524288)
+    limits = limits_with(timeout_seconds=5, cpu_seconds=3, memory_mb=128, max_open_files=48,
+                         max_file_bytes=524288)
     outcome = {}
     runner = threading.Thread(target=lambda: outcome.setdefault("result", run(
         hook("time.sleep(1.5)\nreturn 'slept'", "import time"), limits=limits,
@@ -252,7 +252,7 @@ except OSError as error:
 
 
 def test_cpu_loop_is_killed_by_the_kernel(jailed):
-    answer = jailed("while True:\n    pass", limits=Limits(cpu_seconds=1, memory_mb=128))
+    answer = jailed("while True:\n    pass", limits=limits_with(cpu_seconds=1, memory_mb=128))
     assert answer.get("signal") in (signal.SIGXCPU, signal.SIGKILL), answer
 
 

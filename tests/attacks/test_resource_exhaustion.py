@@ -6,11 +6,10 @@ deliberately generous: they catch a run that is not stopped, not a slow machine.
 
 import pytest
 
-from attacklib import Listener, refused
+from attacklib import Listener, limits_with, refused
 from hookengine.sandbox.egress import EgressPolicy
-from hookengine.sandbox.isolation import Limits
 
-FAST = Limits(timeout_seconds=3, cpu_seconds=1, memory_mb=128)
+FAST = limits_with(timeout_seconds=3, cpu_seconds=1, memory_mb=128)
 GRACE = 3  # seconds a stopped run may take beyond its limit, at most
 
 
@@ -41,7 +40,7 @@ while True:
 
 
 def test_sleep_is_stopped_at_the_wall_clock_limit(run):
-    limits = Limits(timeout_seconds=2, cpu_seconds=2, memory_mb=128)
+    limits = limits_with(timeout_seconds=2, cpu_seconds=2, memory_mb=128)
     result = run(hook("time.sleep(100)\nreturn 'woke'", "import time"), limits=limits)
     assert result.status == "timeout"
     assert "2 s wall-clock limit" in result.error["message"]
@@ -51,7 +50,7 @@ def test_sleep_is_stopped_at_the_wall_clock_limit(run):
 def test_a_stalled_provider_is_bounded_by_the_wall_clock(run):
     server = Listener(hold=True)
     try:
-        limits = Limits(timeout_seconds=2, cpu_seconds=2, memory_mb=128)
+        limits = limits_with(timeout_seconds=2, cpu_seconds=2, memory_mb=128)
         egress = EgressPolicy(("api.twilio.com",), (),
                               {"api.twilio.com": f"http://127.0.0.1:{server.port}"})
         result = run(hook('''
@@ -94,7 +93,7 @@ def test_int_to_str_of_a_huge_integer_is_refused(run):
 
 
 def test_bounded_print_flood_is_truncated_and_the_run_ends(run):
-    limits = Limits(timeout_seconds=3, cpu_seconds=2, memory_mb=128, max_output_bytes=4096)
+    limits = limits_with(timeout_seconds=3, cpu_seconds=2, memory_mb=128, max_output_bytes=4096)
     result = run(hook('''
 for i in range(20000):
     print("flood", i, "x" * 50)

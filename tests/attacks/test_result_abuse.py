@@ -13,9 +13,8 @@ import json
 
 import pytest
 
-from attacklib import refused
+from attacklib import limits_with, refused
 from hookengine.sandbox.contract import MAX_RESULT_DEPTH, to_json
-from hookengine.sandbox.isolation import Limits
 
 HIDING_COUNTER = '''
 import statistics
@@ -100,7 +99,7 @@ def test_shared_parts_cannot_multiply_past_the_size_cap(run):
 
 
 def test_size_cap_counts_escaped_text(run):
-    limits = Limits(timeout_seconds=3, cpu_seconds=2, memory_mb=128, max_result_bytes=1000)
+    limits = limits_with(timeout_seconds=3, cpu_seconds=2, memory_mb=128, max_result_bytes=1000)
     # 200 characters, but 1202 bytes once written as JSON ("\u00e9" each).
     refused(run(hook('return "\\u00e9" * 200'), limits=limits), "ValueError",
             "limit is 1000")

@@ -5,8 +5,7 @@ import re
 
 import pytest
 
-from attacklib import RECIPIENT, SMALL, refused
-from hookengine.sandbox.isolation import Limits
+from attacklib import RECIPIENT, SMALL, limits_with, refused
 
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -93,7 +92,7 @@ def send_phone_message(recipient, text, context):
     for i in range(100):
         print("line %03d %s" % (i, "x" * 20))
     return "done"
-''', limits=Limits(timeout_seconds=3, cpu_seconds=2, memory_mb=128, max_output_bytes=300))
+''', limits=limits_with(timeout_seconds=3, cpu_seconds=2, memory_mb=128, max_output_bytes=300))
     assert result.status == "success", result.error
     assert result.result == "done"
     kept = [line for line in result.logs if line["stream"] == "stdout"]
@@ -173,7 +172,7 @@ def test_result_over_the_limit_is_refused(run):
     result = run('''
 def send_phone_message(recipient, text, context):
     return "x" * 5000
-''', limits=Limits(timeout_seconds=3, cpu_seconds=2, memory_mb=128, max_result_bytes=1000))
+''', limits=limits_with(timeout_seconds=3, cpu_seconds=2, memory_mb=128, max_result_bytes=1000))
     refused(result, "ValueError", "limit is 1000")
     assert result.result is None
 
@@ -279,7 +278,7 @@ def test_large_trigger_data_reaches_the_hook_intact(run):
 def send_phone_message(recipient, text, context):
     return [len(text), text[:3], len(context.webtask.secrets.BIG), context.code]
 ''', args=[RECIPIENT, big, {"code": "123456"}], secrets={"BIG": "s" * 300_000},
-        limits=Limits(timeout_seconds=3, cpu_seconds=2, memory_mb=256))
+        limits=limits_with(timeout_seconds=3, cpu_seconds=2, memory_mb=256))
     assert result.status == "success", result.error
     assert result.result == [1_500_000, "xxx", 300_000, "123456"]
 
