@@ -1,7 +1,11 @@
 """The sandbox: runs one hook script on one payload, isolated, and returns what happened.
 
-It imports neither Flask nor the store. `Sandbox.execute(Job)` hands the job to the zygote,
-which forks a locked-down child for it, and turns the reply into a `SandboxResult`.
+It imports neither Flask nor the store, nor the app's settings, errors or dotenv: a `Job`
+carries every limit it runs under. `Sandbox.execute(Job)` hands the job to the zygote, which
+forks a locked-down child for it, and turns the reply into a `SandboxResult`.
+
+This module is the package's API (`__all__`): the rest of the engine imports from here, never
+from a submodule (tests/test_sandbox_boundary.py checks both rules).
 """
 
 from __future__ import annotations
