@@ -269,8 +269,8 @@ def _child_uids(parent: int) -> set[int]:
 def test_host_identifiers_reveal_nothing(run, jailed):
     host_node = uuid.getnode()
     result = run(hook("return [uuid.getnode(), uuid.uuid1().node]", "import uuid"))
-    assert result.status == "success", result.error
-    assert host_node not in result.result
+    # The language layer refuses getnode; whatever it lets through tells nothing of the host.
+    assert str(host_node) not in repr(result.result) + repr(result.error)
     answer = jailed("import uuid, socket\nresult = [uuid.getnode(), socket.gethostname()]")
     assert answer["result"][0] != host_node
     assert answer["result"][1] == "hook"
