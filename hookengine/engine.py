@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 
 from hookengine.auth import TokenStore
@@ -58,17 +57,12 @@ class Engine:
         if self._sandboxes[kind] is None:
             with self._sandbox_lock:
                 if self._sandboxes[kind] is None:
-                    from hookengine.sandbox import Sandbox
+                    from hookengine.runner import sandbox_from
 
                     # Each zygote its own range of uids: runs never share a uid.
                     offset = 0 if kind == "full" else UID_RANGE
-                    self._sandboxes[kind] = Sandbox(
-                        packages, uid_base=self.settings["SANDBOX_UID"] + offset,
-                        seccomp=self.settings["SECCOMP"],
-                        namespaces=self.settings["NAMESPACES"], jail=self.settings["JAIL"],
-                        disk_bytes=self.settings["DISK_BYTES"],
-                        ca_bundle=os.path.abspath(self.settings["CA_BUNDLE"])
-                        if self.settings["CA_BUNDLE"] else "").start()
+                    self._sandboxes[kind] = sandbox_from(self.settings, packages,
+                                                         offset).start()
         return self._sandboxes[kind]
 
     def close(self) -> None:

@@ -8,7 +8,7 @@ import click
 
 from hookengine.clock import utc_now
 from hookengine.errors import HookEngineError
-from hookengine.runner import execute
+from hookengine.runner import execute, sandbox_from
 from hookengine.scripts import missing_secrets, parse_metadata, validate_script
 from hookengine.triggers import TRIGGERS, get_trigger
 
@@ -18,7 +18,6 @@ def run_file(path: Path, payload, secrets: dict[str, str], settings: dict) -> di
 
     The file passes the same checks as an upload, and runs through the same steps as a run.
     """
-    from hookengine.sandbox import Sandbox
 
     script = path.read_text()
     metadata, problems = parse_metadata(script)
@@ -37,8 +36,7 @@ def run_file(path: Path, payload, secrets: dict[str, str], settings: dict) -> di
         raise click.ClickException(f"{path} declares secrets that are not set: "
                                    f"{', '.join(missing)} (pass --secrets FILE.env)")
     declared = {name: secrets[name] for name in metadata.secrets}
-    sandbox = Sandbox(sorted(dependencies), settings["SANDBOX_UID"], settings["SECCOMP"],
-                      settings["NAMESPACES"]).start()
+    sandbox = sandbox_from(settings, sorted(dependencies)).start()
     try:
         fields = execute(sandbox, settings, trigger, script, dependencies, payload, declared)
     finally:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import time
 
 from hookengine.errors import BadRequest
-from hookengine.sandbox import EgressPolicy, Job, Limits
+from hookengine.sandbox import EgressPolicy, Job, Limits, Sandbox
 from hookengine.scripts import missing_secrets
 from hookengine.secrets import redact
 from hookengine.triggers import get_trigger
@@ -25,6 +26,15 @@ def limits_from(settings: dict) -> Limits:
                   max_result_bytes=settings["MAX_RESULT_BYTES"],
                   max_open_files=settings["MAX_OPEN_FILES"],
                   max_file_bytes=settings["MAX_FILE_BYTES"])
+
+
+def sandbox_from(settings: dict, packages: list[str], uid_offset: int = 0) -> Sandbox:
+    """A zygote (not yet started) from the settings: the one place they become its layers."""
+    ca_bundle = settings["CA_BUNDLE"]
+    return Sandbox(packages, uid_base=settings["SANDBOX_UID"] + uid_offset,
+                   seccomp=settings["SECCOMP"], namespaces=settings["NAMESPACES"],
+                   jail=settings["JAIL"], disk_bytes=settings["DISK_BYTES"],
+                   ca_bundle=os.path.abspath(ca_bundle) if ca_bundle else "")
 
 
 def build_job(settings: dict, trigger, script: str, dependencies: dict, payload: dict,
