@@ -6,6 +6,7 @@ import ast
 import builtins
 import importlib
 import operator
+import sys
 import types
 from dataclasses import dataclass
 
@@ -47,6 +48,8 @@ DENIED_MODULE_ROOTS = frozenset({
     # warnings.warn(..., stacklevel=n) (twilio.rest.accounts.warn) prints engine frames'
     # files and source lines into the hook's log and writes to their modules' globals.
     "warnings", "_warnings",
+    # Command-line parsers: argparse.FileType(mode)(path) is open(), and each parses argv.
+    "argparse", "optparse", "getopt", "click", "typer", "docopt", "fire",
 })
 
 # Builtins that must never reach a hook even though they live in `builtins`.
@@ -60,6 +63,23 @@ DENIED_BUILTINS = frozenset(id(f) for f in (
 
 # Modules the standard library imports lazily from C while a hook calls it.
 C_LEVEL_IMPORTS = frozenset({"_strptime"})
+
+# A module is judged by its real name (`__name__`), never by the name it was asked for:
+# `requests.packages.charset_normalizer` is `charset_normalizer`, which no hook declares.
+# Command-line modules of any package are refused whatever their package: a name part below,
+# a module that holds a command-line parser library, or a module named here.
+COMMAND_LINE_PARTS = frozenset({"__main__", "cli"})
+COMMAND_LINE_LIBRARIES = frozenset({"argparse", "optparse", "getopt", "click", "typer", "docopt",
+                                    "fire"})  # each also in DENIED_MODULE_ROOTS
+COMMAND_LINE_MODULES = {
+    "requests.help": "is requests' bug-report command (`python -m requests.help`), which "
+                     "reports the host's platform and libraries",
+    "jwt.help": "is PyJWT's bug-report command (`python -m jwt.help`), which reports the "
+                "host's platform and libraries",
+}
+# Parents of dotted allowlisted modules (`urllib` of `urllib.parse`): `import urllib.parse`
+# binds `urllib`, whose attributes are then each judged like any module.
+STDLIB_PARENTS = frozenset(name.rsplit(".", 1)[0] for name in STDLIB_MODULES if "." in name)
 
 RAW_OBJECT_TYPES = (types.ModuleType, types.FrameType, types.CodeType, types.TracebackType,
                     types.CellType)
@@ -162,31 +182,123 @@ class ModuleProxy:
         return f"<module {self.__module.__name__!r} (hook view)>"
 
 
+def real_module_name(name: str) -> str:
+    """The real name (`__name__`) of the module `import name` gives or would give: the
+    longest prefix already in sys.modules is resolved, so aliases such as
+    `requests.packages.urllib3.util` become `urllib3.util`, loaded or not."""
+    parts = name.split(".")
+    for end in range(len(parts), 0, -1):
+        module = sys.modules.get(".".join(parts[:end]))
+        if module is not None:
+            real = getattr(module, "__name__", None)
+            return ".".join([real, *parts[end:]]) if isinstance(real, str) else name
+    return name
+
+
+def _holds_command_line(module: types.ModuleType) -> bool:
+    """Whether the module keeps a command-line parser library (or a piece of one) at hand."""
+    verdict = _COMMAND_LINE_VERDICTS.get(module.__name__)
+    if verdict is None or verdict[0] is not module:
+        holds = False
+        for value in list(vars(module).values()):
+            if isinstance(value, types.ModuleType):
+                origin = value.__name__
+            elif isinstance(value, (type, types.FunctionType)):
+                origin = value.__module__
+            else:
+                continue
+            if isinstance(origin, str) and origin.split(".")[0] in COMMAND_LINE_LIBRARIES:
+                holds = True
+                break
+        verdict = _COMMAND_LINE_VERDICTS[module.__name__] = (module, holds)
+    return verdict[1]
+
+
+_COMMAND_LINE_VERDICTS: dict[str, tuple[types.ModuleType, bool]] = {}
+
+
 class Guard:
     """Decides what a hook may hold: allowed modules become proxies, the rest is refused."""
 
     def __init__(self, allowed_roots: frozenset[str]):
         self.allowed_roots = allowed_roots
-        self._proxies: dict[str, ModuleProxy] = {}
+        self._proxies: dict[str, tuple[types.ModuleType, ModuleProxy]] = {}
 
-    def allows_module(self, name: str) -> bool:
-        return name in STDLIB_MODULES or name.split(".")[0] in self.allowed_roots
+    # -- modules, judged by their real names
 
-    def proxy(self, module: types.ModuleType) -> ModuleProxy:
-        proxy = self._proxies.get(module.__name__)
-        if proxy is None:
-            proxy = self._proxies[module.__name__] = ModuleProxy(module, self)
+    def module_refusal(self, name: str) -> str | None:
+        """Why the module really named `name` is not for hooks; None when it is."""
+        parts = name.split(".")
+        if not COMMAND_LINE_PARTS.isdisjoint(parts):
+            return "it is a command-line entry point"
+        if name in COMMAND_LINE_MODULES:
+            return f"it {COMMAND_LINE_MODULES[name]}"
+        if name in STDLIB_MODULES or name in STDLIB_PARENTS:
+            return None
+        if parts[0] in self.allowed_roots and not _denied(name):
+            return None
+        if _denied(name) or parts[0] in sys.stdlib_module_names:
+            return "it is not on the sandbox's list of harmless standard-library modules"
+        return ("it is not provided by a dependency the hook declares and the engine allows "
+                "(declare it in the script's PEP 723 block or `dependencies`)")
+
+    def proxy(self, module: types.ModuleType, where: str | None = None) -> ModuleProxy:
+        """The hook's view of `module`, after judging the module itself (its `__name__`)."""
+        name = module.__name__
+        known = self._proxies.get(name)
+        if known is not None and known[0] is module:
+            return known[1]
+        reason = self.module_refusal(name) if isinstance(name, str) else "it has no name"
+        if reason is None and _holds_command_line(module):
+            reason = "it is a command-line entry point (it holds a command-line parser)"
+        if reason is not None:
+            raise AccessDenied(f"{where or name} is the module {name!r}, which hooks may not "
+                               f"use: {reason}")
+        proxy = ModuleProxy(module, self)
+        self._proxies[name] = (module, proxy)
         return proxy
+
+    def load(self, name: str) -> types.ModuleType:
+        """The module `name` names, judged by its real name, loaded under that name only
+        (never as a fresh copy under an alias); ImportError saying why when refused."""
+        real = real_module_name(name)
+        reason = self.module_refusal(real)
+        if reason is not None:
+            raise ImportDenied(_import_refusal(name, real, reason, self.allowed_roots))
+        module = sys.modules.get(real)
+        if module is None:
+            try:
+                module = importlib.import_module(real)
+            except ImportError:
+                raise ImportDenied(f"No module named {name!r}") from None
+        if not isinstance(module, types.ModuleType):
+            raise ImportDenied(f"{name!r} is not a module, so hooks may not import it")
+        try:
+            self.proxy(module, name)
+        except AccessDenied as error:
+            raise ImportDenied(f"No module named {name!r} for hooks: {error}") from None
+        return module
+
+    def submodule(self, module: types.ModuleType, name: str):
+        """`pkg.sub` for a submodule that is not loaded yet, judged like an import."""
+        full = f"{module.__name__}.{name}"
+        if getattr(module, "__path__", None) is None:
+            raise AccessDenied(f"module {module.__name__!r} has no attribute {name!r}")
+        reason = self.module_refusal(real_module_name(full))
+        if reason is not None:
+            raise AccessDenied(f"{full} is not available to hooks: {reason}")
+        try:
+            return self.load(full)
+        except ImportError:
+            raise AccessDenied(f"module {module.__name__!r} has no attribute {name!r}") from None
+
+    # -- values
 
     def check(self, value, where: str):
         """Return `value` as a hook may hold it, or raise AccessDenied naming `where`."""
         if isinstance(value, RAW_OBJECT_TYPES):
             if isinstance(value, types.ModuleType):
-                if self.allows_module(value.__name__) or (
-                        value.__name__ == "urllib" and where.startswith("urllib")):
-                    return self.proxy(value)
-                raise AccessDenied(f"{where} is the module {value.__name__!r}, which hooks "
-                                   "may not use")
+                return self.proxy(value, where)
             raise AccessDenied(f"{where} is a {type(value).__name__} object, which hooks may "
                                "not hold")
         if callable(value) and not isinstance(value, (ModuleProxy, ReadOnlyDict)):
@@ -206,16 +318,6 @@ class Guard:
                 raise AccessDenied(f"{where} is a {type(value).__name__} object from the "
                                    f"module {origin!r}, which hooks may not use")
         return value
-
-    def submodule(self, module: types.ModuleType, name: str):
-        """`pkg.sub` for an allowed submodule that is not imported yet."""
-        full = f"{module.__name__}.{name}"
-        if getattr(module, "__path__", None) is None or not self.allows_module(full):
-            raise AccessDenied(f"module {module.__name__!r} has no attribute {name!r}")
-        try:
-            return importlib.import_module(full)
-        except ImportError:
-            raise AccessDenied(f"module {module.__name__!r} has no attribute {name!r}") from None
 
     # -- the guard functions RestrictedPython's generated code calls
 
@@ -259,12 +361,9 @@ class Guard:
             return importlib.import_module(name)
         if level != 0:
             raise ImportDenied("relative imports are not available to hooks")
-        if not isinstance(name, str) or not self.allows_module(name):
-            raise ImportDenied(_import_refusal(str(name), self.allowed_roots))
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            raise ImportDenied(f"No module named {name!r}") from None
+        if not isinstance(name, str):
+            raise ImportDenied(f"No module named {name!r}")
+        module = self.load(name)
         for item in fromlist or ():
             if item == "*":
                 raise ImportDenied("'from ... import *' is not available to hooks")
@@ -274,19 +373,15 @@ class Guard:
             except AttributeError as error:
                 raise ImportDenied(f"cannot import {item!r} from {name!r}: {error}") from None
         if fromlist:
-            return self.proxy(module)
-        return self.proxy(importlib.import_module(name.split(".")[0]))
+            return self.proxy(module, name)
+        root = name.split(".")[0]
+        return self.proxy(self.load(root), root)
 
 
-def _import_refusal(name: str, allowed_roots: frozenset[str]) -> str:
-    root = name.split(".")[0]
+def _import_refusal(name: str, real: str, reason: str, allowed_roots: frozenset[str]) -> str:
     allowed = ", ".join(sorted(allowed_roots | STDLIB_MODULES)) or "none"
-    if root in DENIED_MODULE_ROOTS or (root in STDLIB_MODULES or root == "urllib"):
-        reason = "it is not on the sandbox's list of harmless standard-library modules"
-    else:
-        reason = ("it is not provided by a dependency the hook declares and the engine allows "
-                  "(declare it in the script's PEP 723 block or `dependencies`)")
-    return f"No module named {name!r} for hooks: {reason}. Importable: {allowed}."
+    alias = f" (it is the module {real!r})" if real != name else ""
+    return f"No module named {name!r} for hooks{alias}: {reason}. Importable: {allowed}."
 
 
 def _module_of(value) -> str | None:
