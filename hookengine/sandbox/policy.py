@@ -5,7 +5,9 @@ from __future__ import annotations
 import ast
 import builtins
 import importlib
+import inspect
 import operator
+import re
 import sys
 import types
 from dataclasses import dataclass
@@ -80,6 +82,67 @@ COMMAND_LINE_MODULES = {
 # Parents of dotted allowlisted modules (`urllib` of `urllib.parse`): `import urllib.parse`
 # binds `urllib`, whose attributes are then each judged like any module.
 STDLIB_PARENTS = frozenset(name.rsplit(".", 1)[0] for name in STDLIB_MODULES if "." in name)
+
+# Callables of allowed modules that act on the host rather than on data: each opens files by
+# path, writes files, changes the environment or runs programs. A hook is refused them
+# however it reaches them (module attribute, instance method, alias module), with the reason.
+SIDE_EFFECT_HELPERS = {
+    "requests.utils.atomic_open": "creates or replaces files",
+    "requests.utils.extract_zipped_paths": "reads zip archives by path and writes what they "
+                                           "hold to files",
+    "requests.utils.set_environ": "changes the process environment",
+    "requests.utils.get_netrc_auth": "reads the netrc file that an environment variable or the "
+                                     "home directory names",
+    "charset_normalizer.api.from_path": "reads files by path",
+    "charset_normalizer.api.is_binary": "reads files by path",
+    "urllib3.util.connection.create_connection": "resolves names and connects by itself",
+    "vonage_http_client.http_client.HttpClient.download_file_stream": "writes files",
+    "vonage_voice.voice.Voice.download_recording": "writes files",
+    "jwt.jwks_client.PyJWKClient": "fetches key sets with urllib, file:// URLs included",
+    "zoneinfo.reset_tzpath": "changes the directories time-zone files are read from",
+    "base64.main": "is a command-line entry point that reads the files named on its command "
+                   "line",
+    "calendar.main": "is a command-line entry point",
+}
+
+# Callables a hook may use, but not with an argument that names a file on the host: a CA
+# bundle, a client certificate or a private key is read from wherever a string points.
+# {callable: parameters}; what each parameter may hold is in PATH_PARAMETERS.
+_REQUESTS_CALLS = ("request", "get", "options", "head", "post", "put", "patch", "delete")
+_TLS_FILES = ("ca_certs", "ca_cert_dir", "cert_file", "key_file")
+PATH_ARGUMENTS = {
+    **{f"requests.api.{name}": ("verify", "cert") for name in _REQUESTS_CALLS},
+    **{f"requests.sessions.Session.{name}": ("verify", "cert") for name in _REQUESTS_CALLS},
+    "requests.sessions.Session.send": ("verify", "cert"),
+    "requests.sessions.Session.merge_environment_settings": ("verify", "cert"),
+    "requests.adapters.HTTPAdapter.send": ("verify", "cert"),
+    "requests.adapters.HTTPAdapter.cert_verify": ("verify", "cert"),
+    "requests.adapters.HTTPAdapter.build_connection_pool_key_attributes": ("verify", "cert"),
+    "requests.adapters.HTTPAdapter.get_connection_with_tls_context": ("verify", "cert"),
+    "requests.adapters.HTTPAdapter.init_poolmanager": _TLS_FILES,
+    "requests.adapters.HTTPAdapter.proxy_manager_for": _TLS_FILES,
+    "urllib3.poolmanager.PoolManager": _TLS_FILES,
+    "urllib3.poolmanager.ProxyManager": _TLS_FILES,
+    "urllib3.poolmanager.proxy_from_url": _TLS_FILES,
+    "urllib3.poolmanager.PoolManager.connection_from_host": ("pool_kwargs",),
+    "urllib3.poolmanager.PoolManager.connection_from_url": ("pool_kwargs",),
+    "urllib3.poolmanager.PoolManager.connection_from_context": ("request_context",),
+    "urllib3.poolmanager.PoolManager.connection_from_pool_key": ("request_context",),
+    "urllib3.connectionpool.HTTPSConnectionPool": _TLS_FILES,
+    "urllib3.connectionpool.connection_from_url": _TLS_FILES,
+    "urllib3.connection.HTTPSConnection": _TLS_FILES,
+    "urllib3.connection.HTTPSConnection.set_cert": _TLS_FILES,
+    "vonage_http_client.auth.Auth": ("private_key",),
+    "vonage_jwt.jwt.JwtClient": ("private_key",),
+}
+
+# Mutable settings of library objects that a hook could fill with file names for the library
+# to read later (urllib3 builds every new connection pool from them).
+DENIED_ATTRIBUTES = {
+    "connection_pool_kw": "holds urllib3's connection settings, TLS certificate and key files "
+                          "included",
+    "conn_kw": "holds urllib3's connection settings, TLS certificate and key files included",
+}
 
 RAW_OBJECT_TYPES = (types.ModuleType, types.FrameType, types.CodeType, types.TracebackType,
                     types.CellType)
@@ -217,12 +280,158 @@ def _holds_command_line(module: types.ModuleType) -> bool:
 _COMMAND_LINE_VERDICTS: dict[str, tuple[types.ModuleType, bool]] = {}
 
 
+class _Refused:
+    """An entry of SIDE_EFFECT_HELPERS: a callable no hook may have."""
+
+    def __init__(self, name: str, reason: str):
+        self.name, self.reason = name, reason
+        self.target = None
+
+    def bind(self, target) -> None:
+        self.target = target
+
+    def apply(self, value, where: str):
+        raise AccessDenied(f"{self.name} is refused to hooks: it {self.reason}")
+
+
+def _flag(value) -> bool:
+    return value is None or isinstance(value, bool)
+
+
+def _nothing(value) -> bool:
+    return value is None
+
+
+_KEY_FILE_NAME = re.compile(r"[.][a-zA-Z0-9_]+$")  # what vonage_jwt opens as a key file
+
+
+def _pem_text(value) -> bool:
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    return value is None or (isinstance(value, str) and "-----BEGIN" in value
+                             and not _KEY_FILE_NAME.search(value))
+
+
+def _no_tls_files(value) -> bool:
+    return value is None or (isinstance(value, dict)
+                             and all(dict.get(value, name) is None for name in _TLS_FILES))
+
+
+# What a hook may pass for each parameter PATH_ARGUMENTS names, and how the refusal says it.
+PATH_PARAMETERS = {
+    "verify": (_flag, "True or False (a string names a CA bundle file)"),
+    "cert": (_nothing, "None (it names client certificate and key files)"),
+    **{name: (_nothing, "None (it names a file)") for name in _TLS_FILES},
+    "private_key": (_pem_text, "the key's PEM text (another string is read as a file path)"),
+    "pool_kwargs": (_no_tls_files, f"settings without {', '.join(_TLS_FILES)} (they name "
+                                   "files)"),
+    "request_context": (_no_tls_files, f"settings without {', '.join(_TLS_FILES)} (they "
+                                       "name files)"),
+}
+
+
+class _PathArguments:
+    """An entry of PATH_ARGUMENTS: the callable is handed out wrapped in an argument check."""
+
+    def __init__(self, name: str, params: tuple[str, ...]):
+        self.name, self.params = name, params
+        self.positions: dict[str, int] = {}
+        self.target = self.wrapper = None
+
+    def bind(self, target) -> None:
+        self.target = target
+        try:
+            parameters = inspect.signature(target).parameters.values()
+        except (TypeError, ValueError):
+            return
+        positional = [p.name for p in parameters
+                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        self.positions = {p: positional.index(p) for p in self.params if p in positional}
+
+    def apply(self, value, where: str):
+        if value is self.target:  # a function, a class, or a method read from its class
+            if self.wrapper is None:
+                self.wrapper = self._wrap(value, 0)
+            return self.wrapper
+        return self._wrap(value, 1)  # a bound method: `self` is already given
+
+    def _wrap(self, function, skipped: int):
+        def checked(*args, **kwargs):
+            self.check(args, kwargs, skipped)
+            return function(*args, **kwargs)
+        checked.__name__ = checked.__qualname__ = self.name.rsplit(".", 1)[-1]
+        return checked
+
+    def check(self, args: tuple, kwargs: dict, skipped: int) -> None:
+        for param in self.params:
+            if param in kwargs:
+                value = kwargs[param]
+            else:
+                index = self.positions.get(param, -1) - skipped
+                if not 0 <= index < len(args):
+                    continue
+                value = args[index]
+            allowed, what = PATH_PARAMETERS[param]
+            if not allowed(value):
+                raise AccessDenied(f"{self.name}(): {param}={_brief(value)} is refused; "
+                                   f"hooks may pass only {what}")
+
+
+def _brief(value) -> str:
+    if isinstance(value, (str, bytes)):
+        return repr(value[:80]) + ("..." if len(value) > 80 else "")
+    return f"<{type(value).__name__}>"
+
+
+# The tables above, bound to the objects they name once their modules are loaded: id of the
+# function or class -> entry (the entry holds the object, so the id stays its own).
+SPECIAL_CALLABLES: dict[int, _Refused | _PathArguments] = {}
+_PENDING: dict[str, _Refused | _PathArguments] = {
+    **{name: _Refused(name, reason) for name, reason in SIDE_EFFECT_HELPERS.items()},
+    **{name: _PathArguments(name, params) for name, params in PATH_ARGUMENTS.items()},
+}
+_bound_with = 0  # len(sys.modules) at the last binding
+
+
+def bind_tables() -> None:
+    """Find what the tables name among the modules loaded so far; nothing is imported.
+
+    The zygote calls this once its packages are warm, so that children share the bound
+    tables; a child calls it again whenever modules were loaded since (cheap otherwise)."""
+    global _bound_with
+    if _bound_with == len(sys.modules):
+        return
+    _bound_with = len(sys.modules)
+    for name, entry in list(_PENDING.items()):
+        target = _loaded_object(name)
+        if target is not None:
+            entry.bind(target)
+            SPECIAL_CALLABLES[id(target)] = entry
+            del _PENDING[name]
+
+
+def _loaded_object(name: str):
+    parts = name.split(".")
+    for end in range(len(parts) - 1, 0, -1):
+        value = sys.modules.get(".".join(parts[:end]))
+        if value is None:
+            continue
+        try:
+            for part in parts[end:]:
+                value = getattr(value, part)
+        except AttributeError:  # not in this version, or its submodule is not loaded yet
+            return None
+        return value.__func__ if type(value) is types.MethodType else value
+    return None
+
+
 class Guard:
     """Decides what a hook may hold: allowed modules become proxies, the rest is refused."""
 
     def __init__(self, allowed_roots: frozenset[str]):
         self.allowed_roots = allowed_roots
         self._proxies: dict[str, tuple[types.ModuleType, ModuleProxy]] = {}
+        bind_tables()
 
     # -- modules, judged by their real names
 
@@ -271,6 +480,7 @@ class Guard:
                 module = importlib.import_module(real)
             except ImportError:
                 raise ImportDenied(f"No module named {name!r}") from None
+            bind_tables()
         if not isinstance(module, types.ModuleType):
             raise ImportDenied(f"{name!r} is not a module, so hooks may not import it")
         try:
@@ -306,6 +516,10 @@ class Guard:
                 raise AccessDenied(f"{where} is the builtin "
                                    f"{getattr(value, '__name__', '?')}(), which hooks may not "
                                    "call")
+            special = SPECIAL_CALLABLES.get(
+                id(value.__func__ if type(value) is types.MethodType else value))
+            if special is not None:
+                return special.apply(value, where)
             origin = _module_of(value)
             if origin and origin not in STDLIB_MODULES and _denied(origin):
                 raise AccessDenied(f"{where} comes from the module {origin!r}, which hooks "
@@ -323,6 +537,9 @@ class Guard:
 
     def getattr_(self, obj, name, default=None):
         obj = self._held(obj)
+        if name in DENIED_ATTRIBUTES:
+            raise AccessDenied(f"{type(obj).__name__}.{name} {DENIED_ATTRIBUTES[name]}, so "
+                               "hooks may not read it")
         try:
             value = safer_getattr_raise(obj, name)
         except AccessDenied:

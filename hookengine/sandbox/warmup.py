@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 import logging
 
+from hookengine.sandbox.policy import bind_tables
+
 log = logging.getLogger(__name__)
 
 
@@ -64,3 +66,6 @@ def warm(package: str) -> None:
     warmer = WARMERS.get(package)
     if warmer:
         warmer()
+    # The policy's tables name functions of these packages: find them once here, in the
+    # zygote, so that every child shares the bound tables instead of binding its own.
+    bind_tables()
