@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import builtins
+import collections
+import collections.abc
 import importlib
 import inspect
 import operator
@@ -12,7 +14,7 @@ import sys
 import types
 from dataclasses import dataclass
 
-from RestrictedPython import compile_restricted_exec, safe_builtins
+from RestrictedPython import RestrictingNodeTransformer, compile_restricted_exec, safe_builtins
 from RestrictedPython.Guards import (full_write_guard, guarded_iter_unpack_sequence,
                                      guarded_unpack_sequence, safer_getattr_raise)
 
@@ -144,6 +146,40 @@ DENIED_ATTRIBUTES = {
     "conn_kw": "holds urllib3's connection settings, TLS certificate and key files included",
 }
 
+# Methods of containers that take items in from an iterable or hand one out: the guard wraps
+# them so those items pass the same check as `for` and `x[i]`. (class defining the method,
+# name) -> how: "iterables" (each positional argument is an iterable of items), "first" (only
+# the first one is), "pairs" (a mapping or key-value pairs), "counts" (a mapping or items, as
+# Counter takes), "result" (the return value is an item), "key" (the key function sees items).
+_abc = collections.abc
+_SET_INTAKE = ("union", "intersection", "symmetric_difference")
+_MAPPING_OUT = ("get", "pop", "popitem", "setdefault")
+CONTAINER_METHODS = {
+    **{(cls, "extend"): "iterables" for cls in (list, bytearray, collections.deque,
+                                                collections.UserList, _abc.MutableSequence)},
+    (collections.deque, "extendleft"): "iterables",
+    **{(cls, name): "iterables" for cls in (set, frozenset) for name in _SET_INTAKE},
+    **{(set, f"{name}_update"): "iterables" for name in ("intersection", "symmetric_difference")},
+    (set, "update"): "iterables",
+    **{(cls, "update"): "pairs" for cls in (dict, collections.OrderedDict, _abc.MutableMapping)},
+    **{(cls, "fromkeys"): "first" for cls in (dict, collections.OrderedDict)},
+    (collections.Counter, "update"): "counts",
+    (collections.Counter, "subtract"): "counts",
+    **{(cls, "pop"): "result" for cls in (list, set, collections.deque, collections.UserList,
+                                          _abc.MutableSequence, _abc.MutableSet)},
+    (collections.deque, "popleft"): "result",
+    **{(cls, name): "result" for cls in (dict, collections.OrderedDict, collections.ChainMap,
+                                         _abc.MutableMapping) for name in _MAPPING_OUT},
+    **{(cls, "get"): "result" for cls in (_abc.Mapping, types.MappingProxyType)},
+    (list, "sort"): "key",
+    (collections.UserList, "sort"): "key",
+}
+_CONTAINER_METHOD_NAMES = frozenset(name for _, name in CONTAINER_METHODS)
+
+# Values the guard passes as they are (their items, if any, are checked when taken out).
+PLAIN_TYPES = frozenset({str, int, float, bool, type(None), bytes, complex, list, tuple, dict,
+                         set, frozenset, range, slice})
+
 RAW_OBJECT_TYPES = (types.ModuleType, types.FrameType, types.CodeType, types.TracebackType,
                     types.CellType)
 
@@ -171,7 +207,8 @@ class CompileResult:
 
 def compile_hook(source: str, filename: str, max_bytes: int, max_depth: int,
                  entry_function: str | None = None) -> CompileResult:
-    """Compile under RestrictedPython's standard transformer; collect every problem."""
+    """Compile under RestrictedPython's transformer (plus HookTransformer's guarded
+    unpacking); collect every problem."""
     if not isinstance(source, str):
         return CompileResult(None, ("The script must be text.",))
     size = len(source.encode("utf-8", "surrogatepass"))
@@ -194,11 +231,42 @@ def compile_hook(source: str, filename: str, max_bytes: int, max_depth: int,
         errors.append(f"Line 1: the script must define a top-level function "
                       f"{entry_function}(...).")
     try:
-        result = compile_restricted_exec(tree, filename)
+        result = compile_restricted_exec(tree, filename, policy=HookTransformer)
     except (RecursionError, MemoryError) as error:
         return CompileResult(None, (f"The script cannot be compiled: {type(error).__name__}",))
     errors = list(result.errors) + errors
     return CompileResult(None if errors else result.code, tuple(errors))
+
+
+class HookTransformer(RestrictingNodeTransformer):
+    """RestrictedPython's checks, and unpacking guarded like iteration: `*x` (in a call, a
+    list, tuple or set display) becomes `*_getiter_(x)`, and `**m` (in a call or a dict
+    display) becomes `**_getmapping_(m)`, so an item the guard refuses through `x[0]` or a
+    `for` loop does not come out raw through `f(*x)` or `[*x]`."""
+
+    def visit_Starred(self, node: ast.Starred) -> ast.AST:
+        node = self.node_contents_visit(node)
+        if isinstance(node.ctx, ast.Load):  # a target (`a, *b = x`) is _unpack_sequence_'s
+            node.value = _guard_call("_getiter_", node.value)
+        return node
+
+    def visit_Dict(self, node: ast.Dict) -> ast.AST:
+        node = self.node_contents_visit(node)
+        node.values = [_guard_call("_getmapping_", value) if key is None else value
+                       for key, value in zip(node.keys, node.values)]
+        return node
+
+    def visit_keyword(self, node: ast.keyword) -> ast.AST:
+        node = self.node_contents_visit(node)
+        if node.arg is None:
+            node.value = _guard_call("_getmapping_", node.value)
+        return node
+
+
+def _guard_call(guard: str, value: ast.expr) -> ast.Call:
+    call = ast.Call(func=ast.Name(guard, ast.Load()), args=[value], keywords=[])
+    ast.copy_location(call.func, value)
+    return ast.copy_location(call, value)
 
 
 def _ast_depth(tree: ast.AST) -> tuple[int, int]:
@@ -425,6 +493,32 @@ def _loaded_object(name: str):
     return None
 
 
+def _kinds_for(cls: type) -> dict[str, tuple[str, str]] | None:
+    """{method name: (how to guard it, what its items are called)} for instances of `cls`;
+    None for metaclasses (their instances are classes: `OrderedDict.get(d, key)` is looked
+    up on the class itself)."""
+    kinds = _CONTAINER_KINDS.get(cls, _UNSEEN)
+    if kinds is _UNSEEN:
+        kinds = None if issubclass(cls, type) else {}
+        for name in _CONTAINER_METHOD_NAMES if kinds is not None else ():
+            for base in cls.__mro__:
+                if name in base.__dict__:
+                    if (base, name) in CONTAINER_METHODS:
+                        kinds[name] = (CONTAINER_METHODS[base, name],
+                                       f"an item of {cls.__name__}")
+                    break
+        _CONTAINER_KINDS[cls] = kinds
+    return kinds
+
+
+_CONTAINER_KINDS: dict[type, dict[str, tuple[str, str]] | None] = {}
+_UNSEEN = object()
+for _cls in (list, tuple, dict, set, frozenset, str, bytes, bytearray, int, float, bool,
+             type(None), collections.deque, collections.OrderedDict, collections.defaultdict,
+             collections.Counter, types.MappingProxyType, type):
+    _kinds_for(_cls)
+
+
 class Guard:
     """Decides what a hook may hold: allowed modules become proxies, the rest is refused."""
 
@@ -506,6 +600,8 @@ class Guard:
 
     def check(self, value, where: str):
         """Return `value` as a hook may hold it, or raise AccessDenied naming `where`."""
+        if type(value) in PLAIN_TYPES:
+            return value
         if isinstance(value, RAW_OBJECT_TYPES):
             if isinstance(value, types.ModuleType):
                 return self.proxy(value, where)
@@ -547,7 +643,20 @@ class Guard:
         except AttributeError as error:
             # A fresh error: the original's `.obj` and context would hand the object back.
             raise AttributeError(str(error)) from None
-        return self.check(value, f"{type(obj).__name__}.{name}")
+        cls = type(obj)
+        kinds = _CONTAINER_KINDS.get(cls, _UNSEEN)
+        if kinds is _UNSEEN:
+            kinds = _kinds_for(cls)
+        if kinds:
+            spec = kinds.get(name)
+            if spec is not None:
+                return self._container_method(value, spec, False)
+        elif kinds is None:  # `obj` is a class: `OrderedDict.get(d, key)` is guarded too
+            spec = (_kinds_for(obj) or {}).get(name)
+            if spec is not None:
+                return self._container_method(value, spec,
+                                              getattr(value, "__self__", None) is not obj)
+        return self.check(value, f"{cls.__name__}.{name}")
 
     def getitem_(self, obj, key):
         obj = self._held(obj)
@@ -560,6 +669,26 @@ class Guard:
             return iter(obj)
         return self._checked_iter(self._held(obj))
 
+    def getmapping_(self, mapping) -> dict:
+        """`**mapping` in a call or a dict display: keys and values are checked as items."""
+        mapping = self._held(mapping)
+        if not isinstance(mapping, dict) and not hasattr(type(mapping), "keys"):
+            raise TypeError(f"argument after ** must be a mapping, not "
+                            f"{type(mapping).__name__}")
+        where = f"an item of {type(mapping).__name__}"
+        return {self.check(key, where): self.check(value, where)
+                for key, value in dict(mapping).items()}
+
+    def inplacevar_(self, op: str, x, y):
+        """`x op= y`; items entering a container this way are checked like iteration."""
+        if op == "+=" and isinstance(x, (list, collections.deque, bytearray)):
+            y = self._items(y)
+        elif op == "|=" and isinstance(x, dict):
+            y = self.pairs(y)
+        elif op in ("|=", "&=", "^=") and isinstance(x, set) and isinstance(y, (set, frozenset)):
+            y = set(self.getiter_(y))
+        return INPLACE[op](x, y)
+
     def _held(self, obj):
         """A value the hook got from a call (not through a guard): check it before use."""
         if isinstance(obj, types.ModuleType) or not callable(obj):
@@ -569,6 +698,45 @@ class Guard:
     def _checked_iter(self, obj):
         for item in obj:
             yield self.check(item, f"an item of {type(obj).__name__}")
+
+    def _items(self, iterable):
+        return iterable if isinstance(iterable, (str, bytes, range)) else list(
+            self.getiter_(iterable))
+
+    def pairs(self, source):
+        """What dict() and dict.update take: a mapping, or key-value pairs; items checked."""
+        if hasattr(type(source), "keys"):
+            return self.getmapping_(source)
+        return [tuple(self.getiter_(pair)) for pair in self.getiter_(source)]
+
+    def _counts(self, source):
+        return self.getmapping_(source) if hasattr(type(source), "keys") else self._items(source)
+
+    def _container_method(self, method, spec: tuple[str, str], unbound: bool):
+        """`method` of a container, its items checked as they go in or come out."""
+        kind, where = spec
+        check = self.check
+        if kind == "result":
+            def guarded(*args, **kwargs):
+                return check(method(*args, **kwargs), where)
+        elif kind == "key":
+            def guarded(*args, key=None, **kwargs):
+                if key is not None:
+                    kwargs["key"] = lambda item: key(check(item, where))
+                return method(*args, **kwargs)
+        else:
+            convert = {"iterables": self._items, "first": self._items, "pairs": self.pairs,
+                       "counts": self._counts}[kind]
+            every = kind == "iterables"
+
+            def guarded(*args, **kwargs):
+                head, args = (args[:1], args[1:]) if unbound else ((), args)
+                if every:
+                    args = [convert(arg) for arg in args]
+                elif args:
+                    args = [convert(args[0]), *args[1:]]
+                return method(*head, *args, **kwargs)
+        return guarded
 
     def import_(self, name, globals=None, locals=None, fromlist=(), level=0):
         if name in C_LEVEL_IMPORTS and not fromlist and level == 0:
@@ -682,7 +850,7 @@ def build_builtins(guard: Guard, hook_errors: dict) -> dict:
         tuple=lambda iterable=(): tuple(it(iterable)),
         set=lambda iterable=(): set(it(iterable)),
         frozenset=lambda iterable=(): frozenset(it(iterable)),
-        dict=lambda *a, **kw: dict(*[_pairs(x, it) for x in a], **kw),
+        dict=lambda *a, **kw: dict(*[guard.pairs(x) for x in a], **kw),
         sorted=lambda iterable, **kw: sorted(it(iterable), **kw),
         enumerate=lambda iterable, start=0: enumerate(it(iterable), start),
         zip=lambda *iterables: zip(*[it(x) for x in iterables]),
@@ -703,16 +871,17 @@ def build_builtins(guard: Guard, hook_errors: dict) -> dict:
     return hook_builtins
 
 
-def _pairs(value, it):
-    return value if isinstance(value, dict) else list(it(value))
-
-
 def _has(guard: Guard, obj, name) -> bool:
     try:
         guard.getattr_(obj, name)
     except AttributeError:
         return False
     return True
+
+
+def _apply(function, /, *args, **kwargs):
+    """`f(*x, **m)` (x and m already guarded); positional-only, so any keyword passes on."""
+    return function(*args, **kwargs)
 
 
 def build_globals(guard: Guard, printer_factory, hook_errors: dict) -> dict:
@@ -724,11 +893,12 @@ def build_globals(guard: Guard, printer_factory, hook_errors: dict) -> dict:
         "_getattr_": guard.getattr_,
         "_getitem_": guard.getitem_,
         "_getiter_": guard.getiter_,
+        "_getmapping_": guard.getmapping_,
         "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
         "_unpack_sequence_": guarded_unpack_sequence,
         "_write_": full_write_guard,
-        "_inplacevar_": lambda op, x, y: INPLACE[op](x, y),
-        "_apply_": lambda f, *a, **kw: f(*a, **kw),
+        "_inplacevar_": guard.inplacevar_,
+        "_apply_": _apply,
         "_print_": printer_factory,
         **hook_errors,
     }
