@@ -28,11 +28,10 @@ def test_sdk_clients_find_no_credentials_or_proxies_from_the_host(host_secret_sa
     result = host_secret_sandbox.execute(make_job(hook('''
 client = Client()
 return {"twilio": [client.username, client.password, client.account_sid],
-        "proxies": requests.utils.get_environ_proxies("https://api.twilio.com/"),
-        "netrc": requests.utils.get_netrc_auth("https://api.twilio.com/")}
+        "proxies": requests.utils.get_environ_proxies("https://api.twilio.com/")}
 ''', "import requests.utils\nfrom twilio.rest import Client")))
     assert result.status == "success", result.error
-    assert result.result == {"twilio": [None, None, None], "proxies": {}, "netrc": None}
+    assert result.result == {"twilio": [None, None, None], "proxies": {}}
     for value in HOST_SECRETS.values():
         assert value not in repr(result.result) + repr(result.logs)
 
