@@ -612,6 +612,8 @@ class Guard:
                 raise AccessDenied(f"{where} is the builtin "
                                    f"{getattr(value, '__name__', '?')}(), which hooks may not "
                                    "call")
+            if _PENDING and _bound_with != len(sys.modules):
+                bind_tables()  # the SDKs load some modules lazily, while a hook runs
             special = SPECIAL_CALLABLES.get(
                 id(value.__func__ if type(value) is types.MethodType else value))
             if special is not None:

@@ -144,3 +144,18 @@ def test_every_table_entry_names_an_object_of_the_installed_packages():
     policy.bind_tables()
     assert not set(policy._PENDING) & (set(policy.SIDE_EFFECT_HELPERS)
                                        | set(policy.PATH_ARGUMENTS))
+
+
+def test_a_helper_of_a_module_loaded_while_the_hook_runs_is_refused(monkeypatch):
+    # The SDKs import some modules lazily, after the zygote bound the tables: the guard
+    # binds what is pending whenever modules were loaded since, before judging a callable.
+    import requests.utils
+
+    guard = Guard(frozenset({"requests"}))  # binds the tables as a run's guard does
+    entry = policy._Refused("requests.utils.atomic_open", "creates or replaces files")
+    monkeypatch.delitem(policy.SPECIAL_CALLABLES, id(requests.utils.atomic_open))
+    monkeypatch.setitem(policy._PENDING, entry.name, entry)
+    monkeypatch.setattr(policy, "_bound_with", -1)  # as if modules were loaded since
+    with pytest.raises(AttributeError, match="atomic_open is refused to hooks"):
+        guard.check(requests.utils.atomic_open, "atomic_open")
+    assert entry.name not in policy._PENDING
