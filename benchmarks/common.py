@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import time
@@ -28,14 +29,20 @@ def median_of_rounds(fn, count: int, rounds: int) -> float:
     return statistics.median(statistics.median(timed(fn, count)) for _ in range(rounds))
 
 
-def median_of_paced(fn, gap: float, rounds: int, count: int = 50) -> float:
-    """Median over rounds of the median latency of fn() called after `gap` s of idle."""
-    def one():
+def paced_samples(fn, gap: float, count: int) -> list[float]:
+    """Milliseconds of `count` calls of fn(), each after `gap` s of idle."""
+    samples = []
+    for _ in range(count):
         time.sleep(gap)
         start = time.perf_counter()
         fn()
-        return (time.perf_counter() - start) * 1000
-    return statistics.median(statistics.median(one() for _ in range(count))
+        samples.append((time.perf_counter() - start) * 1000)
+    return samples
+
+
+def median_of_paced(fn, gap: float, rounds: int, count: int = 50) -> float:
+    """Median over rounds of the median latency of fn() called after `gap` s of idle."""
+    return statistics.median(statistics.median(paced_samples(fn, gap, count))
                              for _ in range(rounds))
 
 
@@ -60,6 +67,24 @@ def print_table() -> None:
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for row in ROWS:
         print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and all its descendants, the exited ones too
+    (each parent's reaped children are in its own figures). Other load on a shared host moves
+    it far less than it moves wall-clock figures."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0  # exited meanwhile: its time is in its parent's once reaped
+    ticks = sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+    children = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):  # a thread's children are its own
+        try:
+            children += (task / "children").read_text().split()
+        except OSError:
+            pass  # the thread ended
+    return ticks / os.sysconf("SC_CLK_TCK") + sum(tree_cpu_seconds(int(c)) for c in children)
 
 
 def rss_kb(pid: int) -> int:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from dataclasses import fields
 
 from benchmarks.common import median_of_paced, median_of_rounds, record, rss_kb
 from hookengine.config import DEFAULTS
 from hookengine.runner import limits_from
-from hookengine.config import BY_NAME
 from hookengine.sandbox import Job, Sandbox
 from hookengine.sandbox.contract import HOOK_ERRORS, HOOK_FILENAME, LogSink, hook_arguments
 from hookengine.sandbox.egress import EgressPolicy
