@@ -217,15 +217,20 @@ class Zygote:
         # JSON escaping can double text, and each capped log line carries its time and stream.
         child.max_answer = 4 * (limits["max_output_bytes"] + limits["max_result_bytes"]) + 65536
         try:
-            if child.broker_end is not None:
-                self.jail.broker.grant(child.broker_end, job["egress"])
-                child.broker_end = None
             _write_all(child.job_fd, encode_job(started, request, code))
             # The run's arguments and secrets go from the connection to the child's pipe
             # inside the kernel: never read here, where every later child would inherit them.
             splice_frame(conn, child.job_fd)
         except (OSError, ValueError):
             pass  # the child died as a spare: its reaping answers this request as killed
+        try:
+            # After the job, so the hook starts first: a request it sends the broker waits
+            # in the socket until the broker has its end and policy.
+            if child.broker_end is not None:
+                self.jail.broker.grant(child.broker_end, job["egress"])
+                child.broker_end = None
+        except OSError:
+            log.exception("zygote: could not hand a run to the broker")
         os.close(child.job_fd)
         conn.setblocking(False)
         self.selector.register(conn, selectors.EVENT_READ, ("conn", child))
