@@ -13,9 +13,11 @@ is never sent to a resolver, and nothing the hook process does itself reaches a 
 from __future__ import annotations
 
 import array
+import errno
 import json
 import logging
 import os
+import selectors
 import signal
 import socket
 import threading
@@ -25,6 +27,7 @@ from hookengine.sandbox.egress import EgressDenied, EgressGuard, EgressPolicy
 log = logging.getLogger("hookengine.broker")
 
 MAX_MESSAGE = 65536
+MAX_FD = 4096
 CONNECT_TIMEOUT = 30.0  # the run's own deadline usually ends a slow connect sooner
 
 
@@ -88,6 +91,9 @@ def _serve(control: socket.socket, uid: int | None) -> None:  # pragma: no cover
     """The broker's main loop: one thread per granted run, until the zygote goes."""
     code = 0
     try:
+        # Nothing of the zygote's but the control channel: not its listener, not its pipes.
+        os.closerange(3, control.fileno())
+        os.closerange(control.fileno() + 1, MAX_FD)
         os.setsid()
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -96,25 +102,47 @@ def _serve(control: socket.socket, uid: int | None) -> None:  # pragma: no cover
             os.setgroups([])
             os.setgid(uid)
             os.setuid(uid)
-        sessions = []
-        while True:
-            policy, fd = _receive(control)
-            if policy is None:
-                break  # the zygote is gone: serve the runs already granted, then exit
-            if fd is None:
-                continue
-            session = socket.socket(fileno=fd)
-            sessions = [t for t in sessions if t.is_alive()]
-            sessions.append(threading.Thread(target=_session,
-                                             args=(session, EgressPolicy(**policy))))
-            sessions[-1].start()
-        for thread in sessions:
-            thread.join()
+        _dispatch(control)
     except BaseException:  # noqa: BLE001 - report, and let the zygote see the broker gone
         log.exception("connection broker stopped")
         code = 1
     finally:
         os._exit(code)
+
+
+def _dispatch(control: socket.socket) -> None:  # pragma: no cover - forked
+    """Hold each granted run's channel until its first request, then give it a thread.
+
+    Most runs never connect anywhere: they cost the broker one descriptor and no thread.
+    When the zygote goes, the runs already granted are still served, then the broker ends.
+    """
+    selector = selectors.DefaultSelector()
+    selector.register(control, selectors.EVENT_READ)
+    threads: list[threading.Thread] = []
+    while selector.get_map():
+        for key, _ in selector.select():
+            if key.fileobj is control:
+                policy, fd = _receive(control)
+                if policy is None:
+                    selector.unregister(control)  # the zygote is gone
+                elif fd is not None:
+                    selector.register(socket.socket(fileno=fd), selectors.EVENT_READ,
+                                      EgressPolicy(**policy))
+                continue
+            session = key.fileobj
+            selector.unregister(session)
+            try:
+                waiting = session.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            except OSError:
+                waiting = b""
+            if not waiting:  # the run ended without asking for anything
+                session.close()
+                continue
+            threads = [t for t in threads if t.is_alive()]
+            threads.append(threading.Thread(target=_session, args=(session, key.data)))
+            threads[-1].start()
+    for thread in threads:
+        thread.join()
 
 
 def _session(sock: socket.socket, policy: EgressPolicy) -> None:  # pragma: no cover - forked
@@ -206,3 +234,13 @@ class BrokerClient:
         finally:
             os.close(fd)
         sock.settimeout(timeout)  # the descriptor is new: set its blocking mode again
+
+    def connect_ex(self, sock: socket.socket, address) -> int:
+        """As socket.connect_ex: an error number instead of OSError (a refusal still raises)."""
+        try:
+            self.connect(sock, address)
+        except EgressDenied:
+            raise
+        except OSError as error:
+            return error.errno or errno.ECONNREFUSED
+        return 0

@@ -49,6 +49,8 @@ def run_spare(jail, job_fd: int, answer_fd: int, workdir: str, uid: int | None,
         jail.prepare(workdir, uid, keep, parent)
         random.seed()  # the zygote's state is shared by every child: reseed from os.urandom
         rehearse()
+        # Wrapped now, while a spare: the socket object costs a few syscalls.
+        broker = BrokerClient(socket.socket(fileno=broker_fd)) if broker_fd is not None else None
         jail.note_baseline()
         message = _read_all(job_fd)
         if not message:
@@ -60,7 +62,6 @@ def run_spare(jail, job_fd: int, answer_fd: int, workdir: str, uid: int | None,
         job.update(json.loads(bytes(body[size + code_size:])))
         limits = Limits(**job["limits"])
         jail.limit(limits)
-        broker = BrokerClient(socket.socket(fileno=broker_fd)) if broker_fd is not None else None
         EgressGuard(EgressPolicy(**job["egress"])).install(broker)
         answer = execute(job, code, limits, Clock(started)).encode()
     except MemoryError:

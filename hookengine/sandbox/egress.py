@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import fnmatch
 import ipaddress
 import re
@@ -80,16 +79,7 @@ class EgressGuard:
         real_sendto = socket.socket.sendto
         if broker is not None:
             self.real_getaddrinfo = broker.getaddrinfo
-            real_connect = broker.connect
-
-            def real_connect_ex(sock, address):
-                try:
-                    broker.connect(sock, address)
-                except EgressDenied:
-                    raise
-                except OSError as error:
-                    return error.errno or errno.ECONNREFUSED
-                return 0
+            real_connect, real_connect_ex = broker.connect, broker.connect_ex
 
         def getaddrinfo(host, port, *args, **kwargs):
             return guard.resolve(host, port, *args, **kwargs)

@@ -7,7 +7,6 @@ import errno
 import logging
 import os
 import resource
-import shutil
 import signal
 import ssl
 import sys
@@ -115,7 +114,8 @@ class ProcessJail:
                  use_jail: bool = True, disk_bytes: int = DISK_BYTES, ca_bundle: str = ""):
         self.is_root = os.geteuid() == 0
         self.baseline = 0
-        self.statm = -1
+        self.statm = self.proc = -1
+        self.runs_dir: str | None = None  # children's working dirs, without the tree
         self.uid_base = uid_base
         self.use_jail = use_jail
         self.disk_bytes = disk_bytes
@@ -135,45 +135,41 @@ class ProcessJail:
         self.namespaces = use_namespaces and self.is_root and self._probe(self._enter_namespaces)
         self.unreadable = []
 
-    def start(self, broker_uid: int | None) -> "ProcessJail":
-        """Once, in the zygote, before any child: fork the broker, build the read-only
-        tree, leave the host's network namespace, and check that a child can be locked
-        down; a layer that cannot be had here is reported, never silently skipped."""
+    def start(self, broker_uid: int | None, scratch: str) -> "ProcessJail":
+        """Once, in the zygote, before any child: fork the broker, leave the host's network
+        namespace, build the read-only tree in `scratch` (an empty directory the caller
+        removes) and move into it, and check that a child can be locked down; a layer that
+        cannot be had here is reported, never silently skipped."""
+        # The children's own memory figures are read through this: /proc is not in the tree.
+        self.proc = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY)
         if self.use_jail:
             self.broker = Broker.start(broker_uid)
-            if self.namespaces:
-                written = {CA_FILE: self.ca_pem} if self.ca_pem else {}
-                try:
-                    self.tree = jail.JailTree(*self.readable, written).build()
-                    self.ca_file = CA_FILE if self.ca_pem else None
-                except OSError as error:
-                    self.problems.append(f"no read-only root: {error}")
-                self.netns = self.libc.unshare(CLONE_NEWNET) == 0
-                if not self.netns:
-                    self.problems.append("no empty network namespace: "
-                                         + os.strerror(ctypes.get_errno()))
             if not self.landlock:
                 self.problems.append("the kernel offers no Landlock")
-        if self.ca_pem and self.ca_file is None:
-            self.ca_file = _write_readable(self.ca_pem)
+        if self.use_jail and self.namespaces:
+            self.netns = self.libc.unshare(CLONE_NEWNET) == 0
+            if not self.netns:
+                self.problems.append("no empty network namespace: "
+                                     + os.strerror(ctypes.get_errno()))
+            written = {CA_FILE: self.ca_pem} if self.ca_pem else {}
+            tree = jail.JailTree(*self.readable, written)
+            try:
+                self.tree = tree.build(os.path.join(scratch, "jail-root"))
+                self.ca_file = CA_FILE if self.ca_pem else None
+            except OSError as error:  # before the pivot: the host's tree is still ours
+                self.problems.append(f"no read-only root: {error}")
+        if self.tree is None:
+            self.runs_dir = tempfile.mkdtemp(prefix="hookengine-runs-")
+            os.chmod(self.runs_dir, 0o711)  # each run's uid may enter its own 0700 dir only
+            if self.ca_pem:
+                self.ca_file = _write_readable(self.ca_pem, self.runs_dir)
         if self.ca_file:
             self.readable[1].append((self.ca_file, False))
-        if self.is_root and not self.tree:
+        if self.is_root and self.tree is None:
             self.unreadable = self._probe_readable()
-        workdir = tempfile.mkdtemp(prefix="hookengine-probe-")
-        try:
-            if self.is_root:
-                os.chown(workdir, self.uid_base, self.uid_base)
-            if self.tree is not None and not self._probe(lambda: self._rehearse(workdir)):
-                self.problems.append("a child could not enter the read-only root")
-                log.error("Hook processes cannot enter the jail's read-only root; they run "
-                          "with Landlock alone")
-                self.tree = None
-            if self.use_jail and not self._probe(lambda: self._rehearse(workdir)):
-                raise RuntimeError("hook processes cannot be locked down on this host: see "
-                                   "the log, or set HOOKENGINE_JAIL=false")
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+        if self.use_jail and not self._probe(self._rehearse):
+            raise RuntimeError("hook processes cannot be locked down on this host: see "
+                               "the log, or set HOOKENGINE_JAIL=false")
         if self.unreadable:
             log.error("Hook processes (uid %d...) cannot read %s: SDK parts and CA bundles "
                       "they load on first use will fail. Run as root with namespaces on "
@@ -184,10 +180,21 @@ class ProcessJail:
             log.warning("Sandbox: %s", problem)
         return self
 
-    def _rehearse(self, workdir: str) -> None:
+    def workdir_for(self, name: str) -> str:
+        """Where a child works: its tmpfs in the tree, or a directory of its own in runs_dir
+        (made by the zygote when it forks the child)."""
+        return jail.WORKDIR if self.runs_dir is None else os.path.join(self.runs_dir, name)
+
+    def _rehearse(self) -> None:
         """In a probe child: the whole lockdown a spare goes through, then a look at what a
         hook needs (a CA bundle) and what it must not see (/etc/passwd)."""
-        self.prepare(workdir, self.uid_for(0), (), os.getppid())
+        uid = self.uid_for(0)
+        workdir = self.workdir_for("probe")
+        if self.runs_dir is not None:
+            os.mkdir(workdir, 0o700)
+            if uid is not None:
+                os.chown(workdir, uid, uid)
+        self.prepare(workdir, uid, (), os.getppid())
         for cafile in (ssl.get_default_verify_paths().cafile, _certifi_bundle()):
             if cafile and os.path.exists(cafile):  # (exists() is a stat: Landlock allows it)
                 with open(cafile, "rb"):
@@ -295,7 +302,7 @@ class ProcessJail:
         the jail, an unprivileged uid, no ptrace, seccomp. Nothing here depends on the job."""
         os.setsid()  # its own process group, so the zygote can kill everything it started
         # Its own memory figures, read later through this descriptor: /proc is not in the jail.
-        self.statm = os.open("/proc/self/statm", os.O_RDONLY)
+        self.statm = os.open("self/statm", os.O_RDONLY, dir_fd=self.proc)
         devnull = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
@@ -307,7 +314,7 @@ class ProcessJail:
         if self.namespaces:
             self._enter_namespaces()
             if self.tree is not None:
-                workdir = self.tree.enter(self.disk_bytes, uid)
+                workdir = jail.JailTree.enter(self.disk_bytes, uid)
             elif not self.host_workdir:
                 workdir = PRIVATE_WORKDIR  # inside the child's own /tmp, gone when it exits
                 os.mkdir(workdir, 0o700)
@@ -318,6 +325,8 @@ class ProcessJail:
         if self.ca_file:  # requests reads the first, the ssl module the second
             os.environ.update(REQUESTS_CA_BUNDLE=self.ca_file, SSL_CERT_FILE=self.ca_file)
         tempfile.tempdir = workdir
+        # Built here, per child: a rule names the working directory's own tmpfs, and Landlock
+        # does not carry a rule on a mount point over to what is mounted on it.
         ruleset = (jail.landlock_ruleset(self.landlock, *self.readable, workdir)
                    if self.landlock else None)
         if uid is not None:
@@ -392,10 +401,8 @@ def _ca_bundle(extra: str) -> bytes:
     return data
 
 
-def _write_readable(data: bytes) -> str:
+def _write_readable(data: bytes, folder: str) -> str:
     """A world-readable copy, for a jail without its own root (the bundle holds no secret)."""
-    folder = tempfile.mkdtemp(prefix="hookengine-ca-")
-    os.chmod(folder, 0o755)
     path = os.path.join(folder, "ca-bundle.pem")
     with open(path, "wb") as file:
         file.write(data)

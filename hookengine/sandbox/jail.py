@@ -3,8 +3,8 @@
 1. A read-only root (`JailTree`), built once in the zygote's own mount namespace, that holds
    only what a hook needs to read: the interpreter's standard library, the packages of its
    environment, the shared libraries the runtime has loaded, CA certificates, time-zone data,
-   resolver files and a few device files. Each child pivots into it and mounts its private,
-   size-capped tmpfs at `/hook`. The host's tree (the data directory, the key file, the
+   resolver files and a few device files. The zygote pivots into it, so each child starts
+   there and only mounts its private, size-capped tmpfs at `/hook`. The host's tree (the data directory, the key file, the
    checkout, other runs' files, /proc, /sys) is not there at all. Needs root.
 2. Landlock (`landlock_ruleset`): the same paths read-only and the working directory
    read-write, no TCP connect or bind at all (connections come from the broker, see
@@ -23,7 +23,6 @@ import ssl
 import struct
 import sys
 import sysconfig
-import tempfile
 
 # syscall numbers are the same on every architecture Linux gives Landlock to (asm-generic)
 SYS_LANDLOCK_CREATE_RULESET, SYS_LANDLOCK_ADD_RULE, SYS_LANDLOCK_RESTRICT_SELF = 444, 445, 446
@@ -122,60 +121,65 @@ def _outermost(dirs: list[str]) -> list[str]:
 
 
 class JailTree:
-    """A read-only root for hook processes, mounted once in the zygote's mount namespace."""
+    """A read-only root for hook processes: built in the zygote's own mount namespace, which
+    then makes it its root, so every child it forks starts inside it."""
 
     def __init__(self, dirs: list[str], files: list[tuple[str, bool]],
                  written: dict[str, bytes] | None = None):
         self.dirs, self.files = dirs, files
         self.written = written or {}  # files made for hooks (a CA bundle), not the host's
-        self.root = ""
 
-    def build(self) -> "JailTree":
-        """Leave the host's mount namespace (this process only), then bind every readable
-        path read-only into a fresh tmpfs at the same path, and make that tmpfs read-only."""
+    def build(self, root: str) -> "JailTree":
+        """Leave the host's mount namespace (this process only), bind every readable path
+        read-only into a fresh tmpfs mounted at `root` (a new directory), at the same
+        path, make that tmpfs read-only, and pivot into it for good.
+
+        The zygote needs nothing of the host's tree afterwards: its modules are loaded, its
+        socket is bound, and the broker (forked before) keeps the host's view."""
         _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
         # Nothing mounted below reaches the host, and nothing the host mounts later reaches us.
         _mount(None, "/", None, MS_REC | MS_PRIVATE)
-        self.root = tempfile.mkdtemp(prefix="hookengine-jail-")
-        _mount("tmpfs", self.root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
-        os.mkdir(self.root + WORKDIR, 0o755)
+        os.mkdir(root, 0o755)
+        _mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
+        os.mkdir(root + WORKDIR, 0o755)
         for path in self.dirs:
-            os.makedirs(self.root + path, 0o755, exist_ok=True)
-            self._bind(path, nodev=True)
+            os.makedirs(root + path, 0o755, exist_ok=True)
+            _bind(path, root + path, nodev=True)
         for path, _ in self.files:
-            os.makedirs(os.path.dirname(self.root + path), 0o755, exist_ok=True)
-            with open(self.root + path, "w"):
+            os.makedirs(os.path.dirname(root + path), 0o755, exist_ok=True)
+            with open(root + path, "w"):
                 pass
-            self._bind(path, nodev=not path.startswith("/dev/"))
+            _bind(path, root + path, nodev=not path.startswith("/dev/"))
         for path, data in self.written.items():
-            os.makedirs(os.path.dirname(self.root + path), 0o755, exist_ok=True)
-            with open(self.root + path, "wb") as file:
+            os.makedirs(os.path.dirname(root + path), 0o755, exist_ok=True)
+            with open(root + path, "wb") as file:
                 file.write(data)
-            os.chmod(self.root + path, 0o644)
-        _mount(None, self.root, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
-        return self
-
-    def _bind(self, path: str, nodev: bool) -> None:
-        target = self.root + path
-        _mount(os.path.realpath(path), target, None, MS_BIND)
-        # A bind mount takes its own flags only on a remount.
-        flags = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | (MS_NODEV if nodev else 0)
-        _mount(None, target, None, flags)
-
-    def enter(self, disk_bytes: int, uid: int | None) -> str:
-        """In a child that has its own mount namespace: mount its private tmpfs, make the
-        tree its root, and drop the host's tree. Returns the working directory."""
-        owner = f",uid={uid},gid={uid}" if uid is not None else ""
-        _mount("tmpfs", self.root + WORKDIR, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-               f"size={disk_bytes},nr_inodes=1024,mode=0700{owner}")
-        os.chdir(self.root)
+            os.chmod(root + path, 0o644)
+        _mount(None, root, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+        os.chdir(root)
         # pivot_root(".", ".") stacks the old root on the new one; detaching it leaves only
         # the tree (man 2 pivot_root, "NOTES").
         _check(_libc.syscall(155 if os.uname().machine == "x86_64" else 41, b".", b"."),
                "pivot_root")
-        _check(_libc.umount2(b".", MNT_DETACH), "umount old root")
-        os.chdir(WORKDIR)
+        _check(_libc.umount2(b".", MNT_DETACH), "umount the host's tree")
+        os.chdir("/")
+        return self
+
+    @staticmethod
+    def enter(disk_bytes: int, uid: int | None) -> str:
+        """In a child that has its own mount namespace: mount its private tmpfs on /hook.
+        Returns the working directory."""
+        owner = f",uid={uid},gid={uid}" if uid is not None else ""
+        _mount("tmpfs", WORKDIR, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+               f"size={disk_bytes},nr_inodes=1024,mode=0700{owner}")
         return WORKDIR
+
+
+def _bind(source: str, target: str, nodev: bool) -> None:
+    _mount(os.path.realpath(source), target, None, MS_BIND)
+    # A bind mount takes its own flags only on a remount.
+    flags = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | (MS_NODEV if nodev else 0)
+    _mount(None, target, None, flags)
 
 
 def _mount(source, target: str, fstype, flags: int, data: str | None = None) -> None:

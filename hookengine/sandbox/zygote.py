@@ -20,7 +20,6 @@ import shutil
 import signal
 import socket
 import sys
-import tempfile
 import time
 from collections import OrderedDict, deque
 
@@ -60,11 +59,9 @@ class Child:
 class Zygote:
     """The event loop: accept requests, hand each to a spare child, answer, reap, refill."""
 
-    def __init__(self, listener: socket.socket, jail: ProcessJail, runs_dir: str,
-                 spares: int = SPARES):
+    def __init__(self, listener: socket.socket, jail: ProcessJail, spares: int = SPARES):
         self.listener = listener
         self.jail = jail
-        self.runs_dir = runs_dir
         self.pool_size = spares
         self.selector = selectors.DefaultSelector()
         self.children: dict[int, Child] = {}  # every live child, by pid
@@ -135,7 +132,7 @@ class Zygote:
         slot = self.free_slots.popleft()
         uid = self.jail.uid_for(slot)
         self.counter += 1
-        workdir = os.path.join(self.runs_dir, f"run-{slot}-{self.counter}")
+        workdir = self.jail.workdir_for(f"run-{slot}-{self.counter}")
         fds: list[int] = []
         hook_end = broker_end = None
         try:
@@ -157,7 +154,8 @@ class Zygote:
             for end in (hook_end, broker_end):
                 if end is not None:
                     end.close()
-            shutil.rmtree(workdir, ignore_errors=True)
+            if self.jail.host_workdir:
+                shutil.rmtree(workdir, ignore_errors=True)
             self.free_slots.append(slot)
             raise
         if pid == 0:  # pragma: no cover - the child
@@ -337,7 +335,8 @@ class Zygote:
                 if child.rusage else None,
                 "max_rss_kb": child.rusage.ru_maxrss if child.rusage else None,
             })
-        shutil.rmtree(child.workdir, ignore_errors=True)
+        if self.jail.host_workdir:
+            shutil.rmtree(child.workdir, ignore_errors=True)
         self.free_slots.append(child.slot)
 
     def _finish_conn(self, child: Child, reply: dict | None) -> None:
@@ -363,7 +362,8 @@ class Zygote:
             self._kill(child)
         if self.jail.broker is not None:
             self.jail.broker.stop()
-        shutil.rmtree(self.runs_dir, ignore_errors=True)
+        if self.jail.runs_dir is not None:
+            shutil.rmtree(self.jail.runs_dir, ignore_errors=True)
         os._exit(0)
 
 
@@ -402,18 +402,18 @@ def main(argv=None) -> None:
     warm(packages)
     jail = ProcessJail(args.uid_base, bool(args.seccomp), bool(args.namespaces),
                        bool(args.jail), args.disk_bytes, args.ca_bundle)
-    jail.start(jail.uid_for(BROKER_SLOT))
-    runs_dir = tempfile.mkdtemp(prefix="hookengine-runs-")
-    os.chmod(runs_dir, 0o711)  # each run's uid may enter only its own 0700 subdirectory
+    # Bound before the jail starts: the socket lives in the host's tree, which the zygote
+    # leaves. Its directory is the server's to remove, so the jail's mount point goes there.
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(args.socket)
     os.chmod(args.socket, 0o600)
     listener.listen(256)
+    jail.start(jail.uid_for(BROKER_SLOT), os.path.dirname(args.socket))
     ready = {"ready": True, "pid": os.getpid(), "layers": jail.layers(),
              "warm_ms": round((time.perf_counter() - started) * 1000, 1)}
     sys.stdout.write(json.dumps(ready) + "\n")
     sys.stdout.flush()
-    Zygote(listener, jail, runs_dir).serve()
+    Zygote(listener, jail).serve()
 
 
 if __name__ == "__main__":

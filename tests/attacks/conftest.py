@@ -94,8 +94,11 @@ def jailed():
     def run(code: str, limits: Limits = SMALL, egress: EgressPolicy | None = None,
             slot: int = 0, timeout: float = 15, jail: bool = True) -> dict:
         read_fd, write_fd = os.pipe()
-        workdir = tempfile.mkdtemp(prefix="hookengine-jailed-")
-        spec = {"code": code, "workdir": workdir, "limits": limits.to_dict(),
+        scratch = tempfile.mkdtemp(prefix="hookengine-jailed-")
+        os.chmod(scratch, 0o711)  # the hook's uid passes through to its working directory
+        workdir = os.path.join(scratch, "work")
+        os.mkdir(workdir, 0o700)
+        spec = {"code": code, "workdir": workdir, "scratch": scratch, "limits": limits.to_dict(),
                 "uid_base": JAILED_UID_BASE, "slot": slot, "answer_fd": write_fd,
                 "egress": egress.to_dict() if egress else None, "jail": jail}
         process = subprocess.Popen([sys.executable, str(JAILED), json.dumps(spec)],
@@ -118,7 +121,7 @@ def jailed():
         finally:
             os.close(read_fd)
             _, stderr = process.communicate(timeout=timeout)
-            shutil.rmtree(workdir, ignore_errors=True)
+            shutil.rmtree(scratch, ignore_errors=True)
         if process.returncode < 0:
             return {"signal": -process.returncode}
         assert chunks, f"jailed process exited {process.returncode}: {stderr.decode()[-2000:]}"

@@ -34,8 +34,13 @@ def main() -> None:
     if spec["egress"]:
         import requests.adapters  # noqa: F401 - the host map patches its transport
     jail = ProcessJail(spec["uid_base"], True, use_jail=spec["jail"])
-    jail.start(jail.uid_for(BROKER_SLOT))
     uid = jail.uid_for(spec["slot"])
+    workdir = spec["workdir"]  # without the jail's tree (with it: its own tmpfs, /hook)
+    if uid is not None:
+        os.chown(workdir, uid, uid)
+    jail.start(jail.uid_for(BROKER_SLOT), spec["scratch"])
+    if jail.runs_dir is not None:
+        os.rmdir(jail.runs_dir)  # this process works in the fixture's own directory
     keep = (answer_fd,)
     broker = None
     if jail.broker is not None:
@@ -43,16 +48,13 @@ def main() -> None:
         jail.broker.grant(broker_end, spec["egress"] or EgressPolicy().to_dict())
         keep += (hook_end.fileno(),)
         broker = BrokerClient(hook_end)
-    workdir = spec["workdir"]
-    if uid is not None:
-        os.chown(workdir, uid, uid)
     try:
         jail.prepare(workdir, uid, keep, os.getppid())
         jail.limit(Limits(**spec["limits"]))
         if spec["egress"]:
             EgressGuard(EgressPolicy(**spec["egress"])).install(broker)
         # The broker channel too: an escaped hook can speak the broker's protocol itself.
-        namespace = {"workdir": workdir, "broker": broker}
+        namespace = {"workdir": os.getcwd(), "broker": broker}
         exec(compile(spec["code"], "attack.py", "exec"), namespace)
         answer = {"result": namespace.get("result")}
     except BaseException as error:  # noqa: BLE001 - every outcome is reported
