@@ -147,8 +147,10 @@ def flatmap_path_parameters(context, path_parameters):
     """Half the time, point the path at something that exists (else nearly every case 404s)."""
     if not path_parameters or not SEEDS:
         return st.just(path_parameters)
-    existing = {"id": SEEDS[0].hook_ids(), "execution_id": SEEDS[0].execution_ids,
-                "trigger_id": list(TRIGGERS)}
+    # As many choices every time (hooks the fuzzer creates are not offered): hypothesis
+    # replays a case by its draws, and a list that grew between runs made it "flaky".
+    existing = {"id": SEEDS[0].hook_ids()[:SEEDED_PER_TRIGGER * len(TRIGGERS)],
+                "execution_id": SEEDS[0].execution_ids[:1], "trigger_id": list(TRIGGERS)}
     chosen = {name: st.sampled_from(existing[name]) for name in path_parameters
               if existing.get(name)}
     return st.one_of(st.just(path_parameters), st.fixed_dictionaries(
