@@ -274,3 +274,44 @@ def test_host_identifiers_reveal_nothing(run, jailed):
     answer = jailed("import uuid, socket\nresult = [uuid.getnode(), socket.gethostname()]")
     assert answer["result"][0] != host_node
     assert answer["result"][1] == "hook"
+
+
+BROKER_ABUSE = [
+    b"not json",
+    b"\xff\xfe",
+    b"[1, 2]",
+    b'{"op": "connect"}',
+    b'{"op": "connect", "family": "x", "address": ["127.0.0.1", 1]}',
+    b'{"op": "connect", "family": 1, "address": ["/run/zygote.sock", 0]}',
+    b'{"op": "connect", "family": 2, "address": ["127.0.0.1"], "timeout": -1}',
+    b'{"op": "connect", "family": 2, "address": ["127.0.0.1", "80"]}',
+    b'{"op": "resolve", "host": {"a": 1}, "port": 443, "family": 0}',
+    b'{"op": "resolve", "host": "api.twilio.com", "port": 99999999, "family": 0}',
+    b'{"op": "shell", "command": "id"}',
+    b"x" * 70000,
+]
+
+
+@pytest.mark.parametrize("message", BROKER_ABUSE, ids=lambda m: repr(m[:40]))
+def test_the_broker_survives_malformed_requests(jailed, listener, message):
+    """An escaped hook writing junk to its broker channel gets an error or a closed channel;
+    nothing connects, and the broker still serves the next run."""
+    answer = jailed(f'''
+import socket
+try:
+    broker.sock.send({message!r})
+    result = broker.sock.recv(65536)
+except OSError as error:
+    result = "closed: " + type(error).__name__
+''', egress=TWILIO_ONLY)
+    assert '"ok"' not in str(answer.get("result", "")), answer
+    assert listener.received == []
+    policy = EgressPolicy(("api.twilio.com",), (),
+                          {"api.twilio.com": f"http://127.0.0.1:{listener.port}"})
+    after = jailed(f'''
+import socket
+s = socket.socket()
+broker.connect(s, ("127.0.0.1", {listener.port}))
+result = "connected"
+''', egress=policy)
+    assert after == {"result": "connected"}, after
