@@ -13,13 +13,8 @@ import os
 
 import pytest
 
-from attacklib import refused
+from attacklib import hook, refused
 from hookengine.sandbox.policy import AccessDenied, Guard, build_globals, compile_hook
-
-
-def hook(body: str, imports: str = "") -> str:
-    lines = "\n".join("    " + line for line in body.strip().splitlines())
-    return f"{imports}\ndef send_phone_message(recipient, text, context):\n{lines}\n"
 
 
 RAW = "d = requests.Session().adapters['https://'].poolmanager.key_fn_by_scheme"

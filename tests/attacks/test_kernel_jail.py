@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from attacklib import SMALL, hook, limits_with, refused
+from attacklib import hook, limits_with, refused
 from hookengine.sandbox.egress import EgressPolicy
 
 TWILIO_ONLY = EgressPolicy.for_hook(["twilio"], [], {})

@@ -6,12 +6,7 @@ reaching anything it should not (then its result shows exactly what it did reach
 
 import pytest
 
-from attacklib import refused
-
-
-def hook(body: str, imports: str = "") -> str:
-    lines = "\n".join("    " + line for line in body.strip().splitlines())
-    return f"{imports}\ndef send_phone_message(recipient, text, context):\n{lines}\n"
+from attacklib import hook, refused
 
 
 COMPILE_REFUSED = {

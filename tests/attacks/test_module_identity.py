@@ -12,13 +12,8 @@ import sys
 
 import pytest
 
-from attacklib import refused
+from attacklib import hook, refused
 from hookengine.sandbox.policy import Guard, real_module_name
-
-
-def hook(body: str, imports: str = "") -> str:
-    lines = "\n".join("    " + line for line in body.strip().splitlines())
-    return f"{imports}\ndef send_phone_message(recipient, text, context):\n{lines}\n"
 
 
 @pytest.mark.parametrize("statement, real", [

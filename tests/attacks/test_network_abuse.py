@@ -6,16 +6,11 @@ import time
 
 import pytest
 
-from attacklib import refused
+from attacklib import hook, refused
 from hookengine.sandbox.egress import EgressPolicy
 from standins import StandIn
 from standins import twilio as twilio_standin
 from standins import vonage as vonage_standin
-
-
-def hook(body: str, imports: str = "") -> str:
-    lines = "\n".join("    " + line for line in body.strip().splitlines())
-    return f"{imports}\ndef send_phone_message(recipient, text, context):\n{lines}\n"
 
 
 def fetch(url: str) -> str:

@@ -13,13 +13,8 @@ import time
 
 import pytest
 
-from attacklib import SMALL, limits_with, refused
+from attacklib import SMALL, hook, limits_with, refused
 from hookengine.sandbox.isolation import _private_dirs
-
-
-def hook(body: str, imports: str = "") -> str:
-    lines = "\n".join("    " + line for line in body.strip().splitlines())
-    return f"{imports}\ndef send_phone_message(recipient, text, context):\n{lines}\n"
 
 
 # -- hooks

@@ -13,16 +13,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from attacklib import refused
+from attacklib import hook, refused
 
 APPLICATION_ID = "aaaaaaaa-bbbb-4ccc-8ddd-0123456789ab"
 MARKER = "PATH-ORACLE-MARKER-3c4d"
 URL = "https://api.twilio.com/2010-04-01/Accounts.json"
-
-
-def hook(body: str, imports: str = "") -> str:
-    lines = "\n".join("    " + line for line in body.strip().splitlines())
-    return f"{imports}\ndef send_phone_message(recipient, text, context):\n{lines}\n"
 
 
 @pytest.fixture

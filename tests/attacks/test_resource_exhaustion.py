@@ -6,16 +6,11 @@ deliberately generous: they catch a run that is not stopped, not a slow machine.
 
 import pytest
 
-from attacklib import Listener, limits_with, refused
+from attacklib import Listener, hook, limits_with, refused
 from hookengine.sandbox.egress import EgressPolicy
 
 FAST = limits_with(timeout_seconds=3, cpu_seconds=1, memory_mb=128)
 GRACE = 3  # seconds a stopped run may take beyond its limit, at most
-
-
-def hook(body: str, imports: str = "") -> str:
-    lines = "\n".join("    " + line for line in body.strip().splitlines())
-    return f"{imports}\ndef send_phone_message(recipient, text, context):\n{lines}\n"
 
 
 def test_cpu_loop_is_stopped_at_the_cpu_limit(run):

@@ -7,14 +7,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from attacklib import HOST_SECRETS, make_job, refused
+from attacklib import HOST_SECRETS, hook, make_job, refused
 
 APPLICATION_ID = "aaaaaaaa-bbbb-4ccc-8ddd-0123456789ab"
-
-
-def hook(body: str, imports: str = "") -> str:
-    lines = "\n".join("    " + line for line in body.strip().splitlines())
-    return f"{imports}\ndef send_phone_message(recipient, text, context):\n{lines}\n"
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,7 @@ import threading
 
 import pytest
 
-from attacklib import HOST_SECRETS, make_job, refused
-
-
-def hook(body: str, imports: str = "") -> str:
-    lines = "\n".join("    " + line for line in body.strip().splitlines())
-    return f"{imports}\ndef send_phone_message(recipient, text, context):\n{lines}\n"
+from attacklib import HOST_SECRETS, hook, make_job, refused
 
 
 SHOW_SECRETS = hook('''

@@ -13,14 +13,9 @@ import zipfile
 
 import pytest
 
-from attacklib import refused
+from attacklib import hook, refused
 from hookengine.sandbox import policy
 from hookengine.sandbox.policy import Guard
-
-
-def hook(body: str, imports: str = "") -> str:
-    lines = "\n".join("    " + line for line in body.strip().splitlines())
-    return f"{imports}\ndef send_phone_message(recipient, text, context):\n{lines}\n"
 
 
 @pytest.fixture
