@@ -64,8 +64,7 @@ def serve(host, port, data_dir):
     if interrupted:
         click.echo(f"marked {interrupted} execution(s) cut off by the last stop as "
                    "interrupted", err=True)
-    engine.sandbox_for({})  # start the zygotes now: the first Run must not pay for them
-    engine.sandbox
+    engine.sandboxes.start()  # now: the first Run must not pay for starting them
     server = make_server(app, host, port)
 
     def stop(signum, frame):
@@ -74,12 +73,13 @@ def serve(host, port, data_dir):
     signal.signal(signal.SIGTERM, stop)
     click.echo(f"hookengine serving on http://{server.effective_host}:{server.effective_port} "
                f"(data: {Path(engine.settings['DATA_DIR']).resolve()}; sandbox layers: "
-               f"{describe_layers(engine.sandbox.layers)})", err=True)
+               f"{describe_layers(engine.sandboxes.layers)})", err=True)
     try:
         server.run()
     except KeyboardInterrupt:
         pass
     finally:
+        engine.end_streams()  # before waitress waits for its threads: streams hold some
         server.close()
         engine.close()
         click.echo("hookengine stopped", err=True)

@@ -7,3 +7,13 @@ from datetime import datetime, timezone
 
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def as_utc_text(value: str) -> str:
+    """An ISO 8601 time (with an offset, or UTC when it has none) in the records' form;
+    ValueError when it is not one."""
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z")

@@ -129,6 +129,9 @@ SETTINGS = (
             "stand-in's own CA). Read by the engine at start, so it may live anywhere."),
     Setting("RETENTION_DAYS", 10, as_int,
             "Executions older than this are deleted (Auth0 keeps execution logs 10 days)."),
+    Setting("LIVE_LOGS", True, as_bool,
+            "Send each line a hook prints to the log as it is printed (false: when the run "
+            "ends; only for measuring what streaming costs)."),
     Setting("EXECUTIONS_PER_HOOK_LOGS", 50, as_int,
             "Recent executions whose lines `GET /hooks/{id}/logs` returns."),
     Setting("SERVER_THREADS", 16, as_int, "Worker threads of the WSGI server."),

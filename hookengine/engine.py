@@ -6,22 +6,22 @@ import logging
 import threading
 
 from hookengine.auth import TokenStore
+from hookengine.executions import ExecutionStore
+from hookengine.hooks import HookStore
+from hookengine.runner import Runner, sandboxes_from
 from hookengine.secrets import SecretStore, load_cipher
 from hookengine.store import Store
 
 log = logging.getLogger(__name__)
 
-UID_RANGE = 1000  # uids per zygote (its concurrent executions); see sandbox/zygote.py SLOTS
-
 
 class Engine:
-    """Store, tokens, secrets, hooks, executions and the runner, wired together."""
+    """Store, tokens, secrets, hooks, executions, the zygotes and the runner, wired together.
+
+    `sandbox` (tests) is one running zygote that serves every hook.
+    """
 
     def __init__(self, settings: dict, sandbox=None):
-        from hookengine.executions import ExecutionStore
-        from hookengine.hooks import HookStore
-        from hookengine.runner import Runner
-
         self.settings = settings
         self.store = Store(settings["DATA_DIR"]).open()
         self.tokens = TokenStore(self.store)
@@ -30,44 +30,19 @@ class Engine:
                                    settings["MAX_SECRETS"], settings["MAX_SECRET_BYTES"])
         self.hooks = HookStore(self.store, settings)
         self.executions = ExecutionStore(self.store, settings)
-        # Two zygotes: one with every allowed SDK preloaded, and a small one for hooks that
-        # declare no dependencies. Forking costs in proportion to the zygote's memory (70 MB
-        # with the SDKs, ~20 without), so dependency-free hooks start several ms sooner.
-        # An injected sandbox (tests) serves every hook.
-        self._sandboxes = {"full": sandbox, "bare": sandbox}
-        self._owns_sandbox = sandbox is None
-        self._sandbox_lock = threading.Lock()
-        self.runner = Runner(self)
+        self.sandboxes = sandboxes_from(settings, shared=sandbox)
+        self.runner = Runner(settings, self.sandboxes, self.executions, self.secrets)
         # Live log streams each hold a server thread: keep most threads for runs.
         self.followers = threading.BoundedSemaphore(max(1, settings["SERVER_THREADS"] // 4))
+        self.closing = threading.Event()
 
-    @property
-    def sandbox(self):
-        """The zygote with the allowed SDKs, started on first use (a CLI command that runs
-        nothing needs none)."""
-        return self._zygote("full", self.settings["ALLOWED_PACKAGES"])
-
-    def sandbox_for(self, dependencies: dict):
-        """The sandbox a hook with these dependencies runs in."""
-        if dependencies:
-            return self.sandbox
-        return self._zygote("bare", [])
-
-    def _zygote(self, kind: str, packages: list[str]):
-        if self._sandboxes[kind] is None:
-            with self._sandbox_lock:
-                if self._sandboxes[kind] is None:
-                    from hookengine.runner import sandbox_from
-
-                    # Each zygote its own range of uids: runs never share a uid.
-                    offset = 0 if kind == "full" else UID_RANGE
-                    self._sandboxes[kind] = sandbox_from(self.settings, packages,
-                                                         offset).start()
-        return self._sandboxes[kind]
+    def end_streams(self) -> None:
+        """Make every live log stream end now (a stopping server must not wait for them)."""
+        self.closing.set()
+        with self.executions.changed:
+            self.executions.changed.notify_all()
 
     def close(self) -> None:
-        if self._owns_sandbox:
-            for sandbox in self._sandboxes.values():
-                if sandbox is not None:
-                    sandbox.close()
+        self.end_streams()
+        self.sandboxes.close()
         self.store.close()

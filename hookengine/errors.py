@@ -37,6 +37,20 @@ class BadRequest(HookEngineError):
     error_code = "invalid_body"
 
 
+class MissingSecrets(BadRequest):
+    """A hook declares secrets that are not set; each caller adds how to set them."""
+
+    error_code = "missing_secret"
+
+    def __init__(self, names: list[str], hint: str = ""):
+        super().__init__(f"The hook declares secret(s) that are not set: {', '.join(names)}."
+                         + (f" {hint}" if hint else ""))
+        self.names = names
+
+    def with_hint(self, hint: str) -> "MissingSecrets":
+        return MissingSecrets(self.names, hint)
+
+
 class InvalidQuery(BadRequest):
     error_code = "invalid_query_string"
 

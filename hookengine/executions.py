@@ -1,4 +1,8 @@
-"""Execution records: what every run of a hook received, returned, printed and cost."""
+"""Execution records: what every run of a hook received, returned, printed, sent and cost.
+
+A record's lines live in `log_lines`, one row per line written as the hook prints it; the
+record reads them back. A line's `seq` is its position for live followers.
+"""
 
 from __future__ import annotations
 
@@ -10,18 +14,26 @@ from ulid import ULID
 
 from hookengine.clock import utc_now
 from hookengine.errors import NotFound
+from hookengine.sandbox import Status, failure
 
-JSON_FIELDS = ("payload", "result", "error", "logs", "stats")
-# Both served by the executions_hook (hook_id, id) index; tests check the query plans.
-COUNT_SQL = "SELECT COUNT(*) FROM executions WHERE hook_id = ?"
-LIST_SQL = "SELECT * FROM executions WHERE hook_id = ? ORDER BY id DESC LIMIT ? OFFSET ?"
-NEXT_SEQ = "SELECT COALESCE(MAX(finished_seq), 0) + 1 FROM executions"
-INTERRUPTED = {"name": "Interrupted",
-               "message": "the engine stopped while this execution was running", "stack": ""}
+JSON_FIELDS = ("payload", "result", "error", "stats")
+LINE_FIELDS = "seq, execution_id, time, stream, message, request"
+INSERT_LINE = ("INSERT INTO log_lines (execution_id, hook_id, time, stream, message, request) "
+               "VALUES (?, ?, ?, ?, ?, ?)")
+# Each filter of a listing, and the one column it reads (the indexes cover each alone).
+FILTERS = {"hook_id": "hook_id = ?", "status": "status = ?", "source": "source = ?",
+           "from": "started_at >= ?", "to": "started_at < ?"}
+INTERRUPTED = failure("Interrupted", "the engine stopped while this execution was running")
+
+
+def error_line(error: dict, time: str) -> dict:
+    """A failed run's error as a log line: its stack (which starts with name and message)."""
+    message = error.get("stack") or f"{error.get('name')}: {error.get('message')}"
+    return {"time": time, "stream": "error", "message": message}
 
 
 class ExecutionStore:
-    """Stores records; `changed` wakes log followers in this process when one finishes."""
+    """Stores records and their lines; `changed` wakes log followers in this process."""
 
     def __init__(self, store, settings: dict):
         self.store = store
@@ -30,85 +42,146 @@ class ExecutionStore:
 
     def start(self, hook: dict, source: str, payload) -> dict:
         record = {"id": str(ULID()), "hook_id": hook["id"], "trigger_id": hook["triggerId"],
-                  "source": source, "status": "running", "payload": payload, "result": None,
-                  "error": None, "logs": [], "stats": {}, "started_at": utc_now(),
-                  "ended_at": None}
+                  "source": source, "status": Status.RUNNING, "payload": payload,
+                  "result": None, "error": None, "logs": [], "http_requests": [], "stats": {},
+                  "started_at": utc_now(), "ended_at": None}
         with self.store.transaction() as db:
             db.execute("INSERT INTO executions (id, hook_id, trigger_id, source, status, "
                        "payload, started_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                        (record["id"], record["hook_id"], record["trigger_id"], source,
-                        "running", json.dumps(payload), record["started_at"]))
+                        record["status"], json.dumps(payload), record["started_at"]))
         return record
 
-    def finish(self, record: dict) -> dict:
-        record["ended_at"] = utc_now()
+    def add_lines(self, record: dict, lines: list[dict]) -> None:
+        """Store lines of a run still going, and wake its followers."""
         with self.store.transaction() as db:
-            db.execute("UPDATE executions SET status = ?, result = ?, error = ?, logs = ?, "
-                       "stats = ?, ended_at = ?, finished_seq = (" + NEXT_SEQ + ") WHERE id = ?",
+            self._insert_lines(db, record, lines)
+        self._wake()
+
+    def finish(self, record: dict, lines: list[dict]) -> dict:
+        """Store the outcome, with the run's last lines, in one transaction."""
+        record["ended_at"] = utc_now()
+        if record["error"]:
+            lines = [*lines, error_line(record["error"], record["ended_at"])]
+        with self.store.transaction() as db:
+            self._insert_lines(db, record, lines)
+            db.execute("UPDATE executions SET status = ?, result = ?, error = ?, stats = ?, "
+                       "ended_at = ? WHERE id = ?",
                        (record["status"], json.dumps(record["result"]),
-                        json.dumps(record["error"]), json.dumps(record["logs"]),
-                        json.dumps(record["stats"]), record["ended_at"], record["id"]))
+                        json.dumps(record["error"]), json.dumps(record["stats"]),
+                        record["ended_at"], record["id"]))
+        self._wake()
+        return record
+
+    def _insert_lines(self, db, record: dict, lines: list[dict]) -> None:
+        db.executemany(INSERT_LINE, [
+            (record["id"], record["hook_id"], line["time"], line["stream"], line["message"],
+             json.dumps(line["request"]) if "request" in line else None) for line in lines])
+        record["logs"] += lines
+        record["http_requests"] += [line["request"] for line in lines if "request" in line]
+
+    def _wake(self) -> None:
         with self.changed:
             self.changed.notify_all()
-        return record
 
     def get(self, execution_id: str) -> dict:
         row = self.store.query_one("SELECT * FROM executions WHERE id = ?", (execution_id,))
         if row is None:
             raise NotFound("That execution does not exist.", error_code="inexistent_execution")
-        return _record(row)
+        return self._with_lines([_record(row)])[0]
 
-    def list_for_hook(self, hook_id: str, page: int, per_page: int) -> tuple[int, list[dict]]:
-        total = self.store.query_one(COUNT_SQL, (hook_id,))[0]
-        rows = self.store.query(LIST_SQL, (hook_id, per_page, page * per_page))
-        return total, [_record(row) for row in rows]
+    def list(self, filters: dict, page: int, per_page: int) -> tuple[int, list[dict]]:
+        """Executions matching every given filter (see FILTERS), newest first."""
+        count_sql, list_sql, values = listing_sql(filters)
+        total = self.store.query_one(count_sql, values)[0]
+        rows = self.store.query(list_sql, (*values, per_page, page * per_page))
+        return total, self._with_lines([_record(row) for row in rows])
+
+    def _with_lines(self, records: list[dict]) -> list[dict]:
+        by_id = {record["id"]: record for record in records}
+        for record in records:
+            record["logs"], record["http_requests"] = [], []
+        marks = ",".join("?" * len(by_id))
+        for row in self.store.query(f"SELECT {LINE_FIELDS} FROM log_lines WHERE execution_id "
+                                    f"IN ({marks}) ORDER BY seq", tuple(by_id)):
+            line = _line(row)
+            by_id[row["execution_id"]]["logs"].append(line)
+            if "request" in line:
+                by_id[row["execution_id"]]["http_requests"].append(line["request"])
+        return records
 
     def log_lines(self, hook_id: str, executions: int) -> list[dict]:
-        """Lines of the hook's most recently finished executions, newest first."""
+        """Lines of the hook's most recent executions (running ones too), newest first."""
         rows = self.store.query(
-            "SELECT id, logs FROM executions WHERE hook_id = ? AND finished_seq IS NOT NULL "
-            "ORDER BY finished_seq DESC LIMIT ?", (hook_id, executions))
-        return [{"execution_id": row["id"], **line}
-                for row in rows for line in reversed(json.loads(row["logs"]))]
+            f"SELECT {LINE_FIELDS} FROM log_lines WHERE execution_id IN (SELECT id FROM "
+            "executions WHERE hook_id = ? ORDER BY id DESC LIMIT ?) ORDER BY seq DESC",
+            (hook_id, executions))
+        return [{"execution_id": row["execution_id"], **_line(row)} for row in rows]
 
-    def lines_after(self, hook_id: str, after: int, limit: int = 100) -> tuple[list[dict], int]:
-        """Lines of executions that finished after position `after`, oldest first, and the
-        position to resume from."""
-        rows = self.store.query(
-            "SELECT id, logs, finished_seq FROM executions WHERE hook_id = ? AND "
-            "finished_seq > ? ORDER BY finished_seq LIMIT ?", (hook_id, after, limit))
-        lines = [{"execution_id": row["id"], "seq": row["finished_seq"], **line}
-                 for row in rows for line in json.loads(row["logs"])]
-        return lines, (rows[-1]["finished_seq"] if rows else after)
+    def lines_after(self, hook_id: str, after: int, limit: int = 100) -> list[dict]:
+        """The hook's lines past position `after`, oldest first, each with its `seq`."""
+        rows = self.store.query(f"SELECT {LINE_FIELDS} FROM log_lines WHERE hook_id = ? AND "
+                                "seq > ? ORDER BY seq LIMIT ?", (hook_id, after, limit))
+        return [{"seq": row["seq"], "execution_id": row["execution_id"], **_line(row)}
+                for row in rows]
 
     def last_position(self, hook_id: str) -> int:
-        row = self.store.query_one("SELECT MAX(finished_seq) FROM executions WHERE hook_id = ?",
+        row = self.store.query_one("SELECT MAX(seq) FROM log_lines WHERE hook_id = ?",
                                    (hook_id,))
         return row[0] or 0
 
-    def mark_interrupted(self) -> int:
+    def mark_interrupted(self, last_alive: str | None = None) -> int:
         """At `hookengine serve` start: executions a previous server left 'running' were cut
-        off. (Only the server calls it: a CLI command opening the same store must not.)"""
+        off. Each ends at the last moment it was known alive: its last line, or the previous
+        server's last heartbeat (`last_alive`), whichever is later. (Only the server calls
+        it: a CLI command opening the same store must not.)"""
         with self.store.transaction() as db:
-            cursor = db.execute("UPDATE executions SET status = 'interrupted', error = ?, "
-                                "ended_at = ?, finished_seq = (" + NEXT_SEQ + ") "
-                                "WHERE status = 'running'",
-                                (json.dumps(INTERRUPTED), utc_now()))
-        return cursor.rowcount
+            rows = db.execute(
+                "SELECT e.id, e.hook_id, e.started_at, MAX(l.time) AS last_line FROM "
+                "executions AS e LEFT JOIN log_lines AS l ON l.execution_id = e.id "
+                "WHERE e.status = ? GROUP BY e.id", (Status.RUNNING,)).fetchall()
+            for row in rows:
+                ended = max(t for t in (row["started_at"], row["last_line"], last_alive) if t)
+                self._insert_lines(db, {"id": row["id"], "hook_id": row["hook_id"],
+                                        "logs": [], "http_requests": []},
+                                   [error_line(INTERRUPTED, ended)])
+                db.execute("UPDATE executions SET status = ?, error = ?, ended_at = ? "
+                           "WHERE id = ?", (Status.INTERRUPTED, json.dumps(INTERRUPTED),
+                                            ended, row["id"]))
+        return len(rows)
 
     def purge(self) -> int:
-        """Delete executions older than the retention period."""
+        """Delete executions older than the retention period, and their lines."""
         cutoff = datetime.now(timezone.utc) - timedelta(days=self.settings["RETENTION_DAYS"])
+        cutoff_text = cutoff.isoformat(timespec="milliseconds").replace("+00:00", "Z")
         with self.store.transaction() as db:
-            cursor = db.execute("DELETE FROM executions WHERE started_at < ?",
-                                (cutoff.isoformat(timespec="milliseconds")
-                                 .replace("+00:00", "Z"),))
+            db.execute("DELETE FROM log_lines WHERE execution_id IN (SELECT id FROM "
+                       "executions WHERE started_at < ?)", (cutoff_text,))
+            cursor = db.execute("DELETE FROM executions WHERE started_at < ?", (cutoff_text,))
         return cursor.rowcount
+
+
+def listing_sql(filters: dict) -> tuple[str, str, tuple]:
+    """The count and page queries for `filters` (None values are left out), and their
+    values; the page query takes LIMIT and OFFSET after them."""
+    given = {name: value for name, value in filters.items() if value is not None}
+    where = " AND ".join(FILTERS[name] for name in given) or "1"
+    return (f"SELECT COUNT(*) FROM executions WHERE {where}",
+            f"SELECT * FROM executions WHERE {where} ORDER BY id DESC LIMIT ? OFFSET ?",
+            tuple(given.values()))
 
 
 def _record(row) -> dict:
     record = dict(row)
     record.pop("finished_seq", None)  # the store's own bookkeeping, not part of the record
+    record.pop("logs", None)          # from before lines had their own table: now empty
     for name in JSON_FIELDS:
         record[name] = json.loads(record[name]) if record[name] is not None else None
     return record
+
+
+def _line(row) -> dict:
+    line = {"time": row["time"], "stream": row["stream"], "message": row["message"]}
+    if row["request"] is not None:
+        line["request"] = json.loads(row["request"])
+    return line

@@ -6,43 +6,39 @@ from pathlib import Path
 
 import click
 
-from hookengine.clock import utc_now
-from hookengine.errors import HookEngineError
-from hookengine.runner import execute, sandbox_from
-from hookengine.scripts import missing_secrets, parse_metadata, validate_script
-from hookengine.triggers import TRIGGERS, get_trigger
+from hookengine.errors import HookEngineError, MissingSecrets
+from hookengine.runner import LocalExecutions, Runner, sandboxes_from
+from hookengine.scripts import parse_metadata, validate_script
+from hookengine.triggers import TRIGGERS
 
 
-def run_file(path: Path, payload, secrets: dict[str, str], settings: dict) -> dict:
-    """Run a hook file in the same sandbox as the server, without a server or a database.
-
-    The file passes the same checks as an upload, and runs through the same steps as a run.
-    """
-
+def run_file(path: Path, payload, secrets: dict[str, str], settings: dict,
+             show_line=None) -> dict:
+    """Run a hook file in the same sandbox as the server, without a server or a database:
+    the same checks and the same run path (`Runner.prepare`, then `record`)."""
     script = path.read_text()
     metadata, problems = parse_metadata(script)
     if problems or metadata.trigger not in TRIGGERS:
         raise click.ClickException(f"{path}: " + ("; ".join(problems) or (
             "the PEP 723 block must name a trigger ([tool.hookengine] trigger = one of "
             f"{', '.join(TRIGGERS)})")))
+    declared = {name: secrets[name] for name in metadata.secrets if name in secrets}
+    hook = {"id": str(path), "triggerId": metadata.trigger, "script": script,
+            "dependencies": {}}
     try:
         dependencies, _ = validate_script(settings, script, metadata.trigger)
-        trigger = get_trigger(metadata.trigger)
-        payload = trigger.validate(trigger.sample_payload if payload is None else payload)
+        hook["dependencies"] = dependencies
+        sandboxes = sandboxes_from(settings, packages=sorted(dependencies))
+        runner = Runner(settings, sandboxes, LocalExecutions(show_line))
+        plan = runner.prepare(hook, declared, payload)
+    except MissingSecrets as error:
+        raise click.ClickException(f"{path}: {error.with_hint('Pass --secrets FILE.env.').message}") from None
     except HookEngineError as error:
         raise click.ClickException(f"{path}: {error.message}") from None
-    missing = missing_secrets(script, secrets)
-    if missing:
-        raise click.ClickException(f"{path} declares secrets that are not set: "
-                                   f"{', '.join(missing)} (pass --secrets FILE.env)")
-    declared = {name: secrets[name] for name in metadata.secrets}
-    sandbox = sandbox_from(settings, sorted(dependencies)).start()
     try:
-        fields = execute(sandbox, settings, trigger, script, dependencies, payload, declared)
+        return runner.record(plan, "local")
     finally:
-        sandbox.close()
-    return {"hook": str(path), "trigger_id": trigger.id, "source": "local", **fields,
-            "ended_at": utc_now()}
+        sandboxes.close()
 
 
 def push_directory(directory: Path, secrets: dict[str, str], api) -> list[str]:

@@ -1,4 +1,8 @@
-"""Runs: a hook, its secrets and a payload go to the sandbox and come back as a record."""
+"""Runs: a hook, its secrets and a payload become a job (`prepare`), then a record (`record`).
+
+The API's Run button, the identity platform's trigger executions and `hookengine run FILE`
+all take this one path; only where secrets come from and where records go differ.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,15 @@ import logging
 import os
 import sqlite3
 import time
+from dataclasses import dataclass
 
-from hookengine.errors import BadRequest
-from hookengine.sandbox import EgressPolicy, Job, Limits, Sandbox
-from hookengine.scripts import missing_secrets
+from hookengine.clock import utc_now
+from hookengine.errors import MissingSecrets
+from hookengine.executions import error_line
+from hookengine.sandbox import EgressPolicy, Job, Limits, Sandboxes, Status, failure
+from hookengine.scripts import missing_secrets, validate_script
 from hookengine.secrets import redact
-from hookengine.triggers import get_trigger
+from hookengine.triggers import Trigger, get_trigger
 
 log = logging.getLogger(__name__)
 
@@ -28,97 +35,114 @@ def limits_from(settings: dict) -> Limits:
                   max_file_bytes=settings["MAX_FILE_BYTES"])
 
 
-def sandbox_from(settings: dict, packages: list[str], uid_offset: int = 0) -> Sandbox:
-    """A zygote (not yet started) from the settings: the one place they become its layers."""
+def sandboxes_from(settings: dict, packages: list[str] | None = None,
+                   shared=None) -> Sandboxes:
+    """The zygotes (not yet started) from the settings: the one place they become its layers.
+
+    `packages` narrows what the SDK zygote preloads (a local run needs only its hook's)."""
     ca_bundle = settings["CA_BUNDLE"]
-    return Sandbox(packages, uid_base=settings["SANDBOX_UID"] + uid_offset,
-                   seccomp=settings["SECCOMP"], namespaces=settings["NAMESPACES"],
-                   jail=settings["JAIL"], disk_bytes=settings["DISK_BYTES"],
-                   ca_bundle=os.path.abspath(ca_bundle) if ca_bundle else "")
+    return Sandboxes(settings["ALLOWED_PACKAGES"] if packages is None else packages,
+                     uid_base=settings["SANDBOX_UID"], shared=shared,
+                     seccomp=settings["SECCOMP"], namespaces=settings["NAMESPACES"],
+                     jail=settings["JAIL"], disk_bytes=settings["DISK_BYTES"],
+                     ca_bundle=os.path.abspath(ca_bundle) if ca_bundle else "")
 
 
-def build_job(settings: dict, trigger, script: str, dependencies: dict, payload: dict,
-              secrets: dict[str, str]) -> Job:
-    """The sandbox job for one execution (shared by the server and `hookengine run FILE`)."""
-    return Job(source=script, entry=trigger.entry_function, params=list(trigger.params),
-               args=trigger.arguments(payload), secrets=secrets, dependencies=dependencies,
-               limits=limits_from(settings),
-               egress=EgressPolicy.for_hook(dependencies, settings["EGRESS_ALLOW"],
-                                            settings["HOST_MAP"]),
-               max_script_bytes=settings["MAX_SCRIPT_BYTES"],
-               max_ast_depth=settings["MAX_AST_DEPTH"])
+@dataclass
+class Plan:
+    """A run checked and ready: the job for the sandbox, and what its record needs."""
+
+    hook: dict          # at least id and triggerId
+    trigger: Trigger
+    payload: dict       # as validated, before redaction
+    secrets: dict       # the values that reach the hook, redacted from everything it gives
+    job: Job
 
 
-def shape_outcome(trigger, outcome) -> tuple[str, object, dict | None]:
+def shape_outcome(trigger, outcome) -> tuple[Status, object, dict | None]:
     """Apply the trigger's response rules to a successful result; a bad shape is an error."""
-    if outcome.status != "success":
+    if outcome.status != Status.SUCCESS:
         return outcome.status, None, outcome.error
     try:
-        return "success", trigger.shape_response(outcome.result), None
+        return Status.SUCCESS, trigger.shape_response(outcome.result), None
     except (TypeError, ValueError, AttributeError) as error:
-        return "error", None, {"name": "InvalidResponseError", "message": str(error),
-                               "stack": ""}
-
-
-def execute(sandbox, settings: dict, trigger, script: str, dependencies: dict, payload: dict,
-            secrets: dict[str, str]) -> dict:
-    """One execution in `sandbox`: the record's fields, redacted (server and CLI share it)."""
-    started = time.perf_counter()
-    outcome = sandbox.execute(build_job(settings, trigger, script, dependencies, payload,
-                                        secrets))
-    status, result, error = shape_outcome(trigger, outcome)
-    return {"status": status, "result": redact(result, secrets),
-            "error": redact(error, secrets), "logs": redact(outcome.logs, secrets),
-            "stats": {"total_duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                      **outcome.stats}}
+        return Status.ERROR, None, failure("InvalidResponseError", str(error))
 
 
 class Runner:
-    """Test runs (the Run button) and trigger executions, recorded with redacted secrets."""
+    """Prepares runs and records them; built from the services it needs, nothing more."""
 
-    def __init__(self, engine):
-        self.engine = engine
+    def __init__(self, settings: dict, sandboxes: Sandboxes, executions, secrets=None):
+        self.settings = settings
+        self.sandboxes = sandboxes
+        self.executions = executions
+        self.secrets = secrets  # stored secrets, for `run` (a local run brings its own)
         self._last_purge = 0.0
 
-    def run(self, hook: dict, payload, source: str = "test", script: str | None = None,
+    def run(self, hook: dict, payload=None, source: str = "test", script: str | None = None,
             dependencies: dict | None = None) -> dict:
-        """Execute `hook` (or a draft `script` of it, never saved) on `payload`."""
+        """Execute a stored hook (or a draft `script` of it, never saved) with its secrets."""
+        plan = self.prepare(hook, self.secrets.values(hook["id"]), payload, script,
+                            dependencies)
+        return self.record(plan, source)
+
+    def prepare(self, hook: dict, secrets: dict[str, str], payload=None,
+                script: str | None = None, dependencies: dict | None = None) -> Plan:
+        """Check the payload (the trigger's sample when None), a draft and the declared
+        secrets, and build the job. Raises a HookEngineError (400) saying what to fix."""
         trigger = get_trigger(hook["triggerId"])
-        payload = trigger.validate(payload)
+        payload = trigger.validate(trigger.sample_payload if payload is None else payload)
         if script is None:
             script, dependencies = hook["script"], hook["dependencies"]
         else:
-            dependencies, _ = self.engine.hooks.validate_script(
-                script, hook["triggerId"], dependencies, fallback=hook["dependencies"])
-        secrets = self.engine.secrets.values(hook["id"])
+            # Not compiled here: the zygote compiles it, and a compile error is the run's.
+            dependencies, _ = validate_script(self.settings, script, hook["triggerId"],
+                                              dependencies, fallback=hook["dependencies"],
+                                              compile_script=False)
         missing = missing_secrets(script, secrets)
         if missing:
-            raise BadRequest(
-                f"The hook declares secret(s) that are not set: {', '.join(missing)}. Set them "
-                f"with POST /api/v2/hooks/{hook['id']}/secrets before running it.",
-                error_code="missing_secret")
-        executions = self.engine.executions
-        record = executions.start(hook, source, redact(payload, secrets))
+            raise MissingSecrets(missing)
+        settings = self.settings
+        job = Job(source=script, entry=trigger.entry_function, params=list(trigger.params),
+                  args=trigger.arguments(payload), secrets=secrets, dependencies=dependencies,
+                  limits=limits_from(settings),
+                  egress=EgressPolicy.for_hook(dependencies, settings["EGRESS_ALLOW"],
+                                               settings["HOST_MAP"]),
+                  max_script_bytes=settings["MAX_SCRIPT_BYTES"],
+                  max_ast_depth=settings["MAX_AST_DEPTH"], live_logs=settings["LIVE_LOGS"])
+        return Plan(hook, trigger, payload, secrets, job)
+
+    def record(self, plan: Plan, source: str) -> dict:
+        """Run the plan in the sandbox and record it: lines as they are printed, then the
+        outcome, every value of a secret redacted."""
+        executions, secrets = self.executions, plan.secrets
+        record = executions.start(plan.hook, source, redact(plan.payload, secrets))
+        started = time.perf_counter()
         try:
-            record.update(execute(self.engine.sandbox_for(dependencies), self.engine.settings,
-                                  trigger, script, dependencies, payload, secrets))
+            outcome = self.sandboxes.for_dependencies(plan.job.dependencies).execute(
+                plan.job, lambda lines: executions.add_lines(record, redact(lines, secrets)))
         except Exception:
             # An engine fault must not leave the record 'running' forever; the error itself
             # still reaches the error handler (500, logged with its stack).
-            record.update(status="killed", error={
-                "name": "EngineError", "message": "the engine failed while handling this "
-                "execution; see the engine log", "stack": ""})
-            executions.finish(record)
+            record.update(status=Status.KILLED, error=failure(
+                "EngineError", "the engine failed while handling this execution; see the "
+                "engine log"))
+            executions.finish(record, [])
             raise
+        status, result, error = shape_outcome(plan.trigger, outcome)
+        record.update(status=status, result=redact(result, secrets),
+                      error=redact(error, secrets),
+                      stats={"total_duration_ms": round((time.perf_counter() - started) * 1000,
+                                                        3), **outcome.stats})
         try:
-            executions.finish(record)
+            executions.finish(record, redact(outcome.logs, secrets))
         except sqlite3.OperationalError:
             # The hook already ran (an SMS may be out): answer with its outcome rather than a
             # 503 that invites a retry. The row stays 'running' and is marked interrupted at
             # the next start.
             log.exception("Execution %s ran but its record could not be saved", record["id"])
-        log.info("Execution %s of hook %s (%s) ended %s in %.1f ms", record["id"], hook["id"],
-                 source, record["status"], record["stats"]["total_duration_ms"])
+        log.info("Execution %s of hook %s (%s) ended %s in %.1f ms", record["id"],
+                 plan.hook["id"], source, record["status"], record["stats"]["total_duration_ms"])
         self._purge_now_and_then()
         return record
 
@@ -126,6 +150,38 @@ class Runner:
         now = time.monotonic()
         if now - self._last_purge > PURGE_EVERY_SECONDS:
             self._last_purge = now
-            removed = self.engine.executions.purge()
+            removed = self.executions.purge()
             if removed:
                 log.info("Deleted %d executions past the retention period", removed)
+
+
+class LocalExecutions:
+    """Where `hookengine run FILE` records its run: in memory, each line shown as printed."""
+
+    def __init__(self, show_line=None):
+        self.show_line = show_line
+
+    def start(self, hook: dict, source: str, payload) -> dict:
+        # No store, so no id; the hook is the file.
+        return {"id": None, "hook": hook["id"], "trigger_id": hook["triggerId"],
+                "source": source,
+                "status": Status.RUNNING, "payload": payload, "result": None, "error": None,
+                "logs": [], "http_requests": [], "stats": {}, "started_at": utc_now(),
+                "ended_at": None}
+
+    def add_lines(self, record: dict, lines: list[dict]) -> None:
+        record["logs"] += lines
+        record["http_requests"] += [line["request"] for line in lines if "request" in line]
+        if self.show_line:
+            for line in lines:
+                self.show_line(line)
+
+    def finish(self, record: dict, lines: list[dict]) -> dict:
+        record["ended_at"] = utc_now()
+        if record["error"]:
+            lines = [*lines, error_line(record["error"], record["ended_at"])]
+        self.add_lines(record, lines)
+        return record
+
+    def purge(self) -> int:
+        return 0

@@ -79,18 +79,19 @@ def parse_metadata(source: str) -> tuple[ScriptMetadata, list[str]]:
 
 
 def validate_script(settings: dict, script: str, trigger_id: str,
-                    dependencies: dict | None = None, *,
-                    fallback: dict | None = None) -> tuple[dict, ScriptMetadata]:
+                    dependencies: dict | None = None, *, fallback: dict | None = None,
+                    compile_script: bool = True) -> tuple[dict, ScriptMetadata]:
     """Compile, read the PEP 723 block and check dependencies; 400 lists every problem.
 
     Returns the dependencies in force: `dependencies` when given, else the block's when the
-    script has a block, else `fallback` (what the hook had), else none.
+    script has a block, else `fallback` (what the hook had), else none. A draft that is only
+    run is not compiled here (`compile_script=False`): the zygote compiles it anyway.
     """
-    trigger = TRIGGERS[trigger_id]
-    compiled = compile_hook(script, HOOK_FILENAME, settings["MAX_SCRIPT_BYTES"],
-                            settings["MAX_AST_DEPTH"],
-                            entry_function=trigger.entry_function)
-    problems = list(compiled.errors)
+    problems = []
+    if compile_script:
+        problems += compile_hook(script, HOOK_FILENAME, settings["MAX_SCRIPT_BYTES"],
+                                 settings["MAX_AST_DEPTH"],
+                                 entry_function=TRIGGERS[trigger_id].entry_function).errors
     metadata, meta_problems = parse_metadata(script) if isinstance(script, str) else (
         ScriptMetadata(), [])
     problems += meta_problems

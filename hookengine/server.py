@@ -38,4 +38,8 @@ def make_server(app, host: str, port: int):
         channel_timeout=60,          # an idle or stalled connection is closed after this
         connection_limit=500,        # beyond it new connections wait in the listen backlog
         clear_untrusted_proxy_headers=True,
+        # Keeps reading a connection while its request runs, so a client that goes away is
+        # seen at once (environ["waitress.client_disconnected"]): a closed live log stream
+        # frees its thread now, not at its next heartbeat.
+        channel_request_lookahead=1,
     )

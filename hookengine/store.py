@@ -74,6 +74,30 @@ MIGRATIONS = (
     CREATE INDEX executions_finished ON executions(finished_seq);
     CREATE INDEX executions_hook_finished ON executions(hook_id, finished_seq);
     """,
+    """
+    -- One row per log line, written as the hook prints it: a line's seq is its position, so
+    -- live followers see lines while the run goes on and resume after the last they saw, and
+    -- a run cut off by a timeout, a kill or an engine stop keeps what it printed.
+    CREATE TABLE log_lines (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        execution_id TEXT NOT NULL,
+        hook_id TEXT NOT NULL,
+        time TEXT NOT NULL,
+        stream TEXT NOT NULL,
+        message TEXT NOT NULL,
+        request TEXT                       -- an outbound HTTP request (stream 'http'), JSON
+    );
+    CREATE INDEX log_lines_execution ON log_lines(execution_id, seq);
+    CREATE INDEX log_lines_hook ON log_lines(hook_id, seq);
+    INSERT INTO log_lines (execution_id, hook_id, time, stream, message)
+        SELECT e.id, e.hook_id, json_extract(line.value, '$.time'),
+               json_extract(line.value, '$.stream'), json_extract(line.value, '$.message')
+        FROM executions AS e, json_each(e.logs) AS line
+        ORDER BY e.finished_seq, e.id, line.key;
+    UPDATE executions SET logs = '[]' WHERE logs != '[]';
+    CREATE INDEX executions_source ON executions(source, id);
+    CREATE INDEX executions_status_all ON executions(status, id);
+    """,
 )
 
 

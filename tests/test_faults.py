@@ -145,7 +145,7 @@ def test_killing_the_zygote_fails_only_the_runs_in_flight(own_sandbox_app):
                 headers=headers)
     assert client.post(f"/api/v2/hooks/{hook['id']}/run", json=payload("1"),
                        headers=headers).json["status"] == "success"
-    sandbox = engine.sandbox_for({})  # the sleeper declares no dependencies
+    sandbox = engine.sandboxes.for_dependencies({})  # the sleeper declares no dependencies
     zygote = sandbox.process.pid
     hook_processes = children_of(zygote)
     results = []

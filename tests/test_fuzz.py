@@ -342,7 +342,7 @@ def test_deeply_nested_bodies_are_400_and_change_nothing(client, headers, make_h
         assert response.status_code == 400, (url, response.json)
         assert f"nested more than {MAX_BODY_DEPTH} levels" in response.json["message"]
     assert client.get(f"{HOOKS}/{hook['id']}", headers=headers).json == hook
-    assert engine.executions.list_for_hook(hook["id"], 0, 10) == (0, [])
+    assert engine.executions.list({"hook_id": hook["id"]}, 0, 10) == (0, [])
 
 
 def test_a_body_at_the_depth_limit_is_read(client, headers, make_hook):

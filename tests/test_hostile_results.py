@@ -57,9 +57,9 @@ UNREADABLE = {
     "overflowing float": ('{"status":"success","result":1e999}', "out of a float's range"),
     "huge integer": ('{"status":"success","result":' + "9" * 5000 + "}", "4300 digits"),
     "not JSON": ("garbage", "not valid JSON"),
-    "not an object": ("[1, 2]", "not an object with a status"),
-    "unknown status": (answer(status="great"), "status is not one of"),
-    "bad logs": (answer(logs=[{"message": ["x"]}]), "logs are not"),
+    "not an object": ("[1, 2]", "not an object with the status"),
+    "unknown status": (answer(status="great"), "the status of a finished run"),
+    "a status a run cannot end with": (answer(status="running"), "of a finished run"),
     "bad error": (answer(status="error", error={"name": {"a": 1}}), "error is not"),
     "bad stats": (answer(stats={"cpu_ms": "lots"}), "stats are not"),
 }
@@ -68,7 +68,7 @@ UNREADABLE = {
 @pytest.mark.parametrize("case", list(UNREADABLE))
 def test_an_answer_that_cannot_be_read_is_the_runs_error(case):
     text, fragment = UNREADABLE[case]
-    result = interpret({"answer": text, "exit_code": 0, "signal": None}, limits_from(DEFAULTS))
+    result = interpret({"exit_code": 0, "signal": None}, text, limits_from(DEFAULTS))
     assert result.status == "error"
     assert result.error["name"] == "AnswerError"
     assert result.error["message"].startswith("the hook's answer could not be read: ")
@@ -76,7 +76,7 @@ def test_an_answer_that_cannot_be_read_is_the_runs_error(case):
 
 
 def test_an_answer_at_the_depth_limit_is_read():
-    result = interpret({"answer": nested(MAX_ANSWER_DEPTH - 1)}, limits_from(DEFAULTS))
+    result = interpret({}, nested(MAX_ANSWER_DEPTH - 1), limits_from(DEFAULTS))
     assert result.status == "success", result.error
     value, levels = result.result, 0
     while value:
@@ -85,9 +85,8 @@ def test_an_answer_at_the_depth_limit_is_read():
 
 
 def test_brackets_inside_strings_do_not_count_as_nesting():
-    text = answer(result=["[" * 10_000 + '\\"{' * 1000], logs=[
-        {"time": "t", "stream": "stdout", "message": "]" * 500}])
-    result = interpret({"answer": text}, limits_from(DEFAULTS))
+    text = answer(result=["[" * 10_000 + '\\"{' * 1000], error=None)
+    result = interpret({}, text, limits_from(DEFAULTS))
     assert result.status == "success", result.error
     assert result.result == ["[" * 10_000 + '\\"{' * 1000]
 
@@ -133,8 +132,9 @@ def test_a_hostile_result_through_a_real_server_is_an_execution_error(tmp_path):
         assert record["status"] == "error"
         assert record["error"]["name"] == "ValueError"
         assert "more than 64 levels deep" in record["error"]["message"]
-        assert [line["message"] for line in record["logs"]] == [
-            "hostile run with [secret:TOKEN]"]
+        assert [(line["stream"], line["message"].split(" (")[0]) for line in record["logs"]] == [
+            ("stdout", "hostile run with [secret:TOKEN]"),
+            ("error", "ValueError: the result nests more than 64 levels deep")]
         assert server.call("GET", f"/executions/{record['id']}").json() == record
 
         payload = server.call("GET", "/triggers/send-phone-message").json()["payload"]

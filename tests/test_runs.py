@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from hookengine.executions import COUNT_SQL, LIST_SQL
+from hookengine.executions import listing_sql
 
 PHONE = "send-phone-message"
 
@@ -74,12 +74,17 @@ def test_draft_runs_without_overwriting_the_saved_script(client, auth, hook,
     assert record["result"]["MessageID"] == "m-999111"
 
 
-def test_draft_that_does_not_compile_is_refused_with_its_lines(client, auth, hook):
+def test_draft_that_does_not_compile_is_a_failed_run_with_its_lines(client, auth, hook,
+                                                                     engine):
+    """Compiled once, in the zygote: the problems are the run's error and its log."""
     response = run(client, auth, hook["id"], {"script": "def send_phone_message(r, t, c):\n"
                                                         "    return r.__class__\n"},
                    DRAFT_SCOPES)
-    assert response.status_code == 400
-    assert "Line 2" in response.json["message"]
+    record = response.json
+    assert response.status_code == 200 and record["status"] == "error"
+    assert record["error"]["name"] == "CompileError" and "Line 2" in record["error"]["message"]
+    assert record["logs"][-1]["stream"] == "error" and "Line 2" in record["logs"][-1]["message"]
+    assert engine.hooks.get(hook["id"])["script"] == hook["script"]
 
 
 @pytest.mark.parametrize("payload, problem", [
@@ -96,7 +101,7 @@ def test_bad_payload_is_refused_before_running(client, auth, hook, payload, prob
     response = run(client, auth, hook["id"], {"payload": payload})
     assert response.status_code == 400
     assert problem in response.json["message"]
-    assert engine.executions.list_for_hook(hook["id"], 0, 10)[0] == 0
+    assert engine.executions.list({"hook_id": hook["id"]}, 0, 10)[0] == 0
 
 
 def test_a_draft_needs_update_scope_too(client, auth, hook):
@@ -142,7 +147,7 @@ def test_missing_secret_fails_before_the_hook_starts(client, auth, make_hook, en
     response = run(client, auth, hook["id"], {})
     assert response.status_code == 400
     assert "API_KEY" in response.json["message"]
-    assert engine.executions.list_for_hook(hook["id"], 0, 10)[0] == 0
+    assert engine.executions.list({"hook_id": hook["id"]}, 0, 10)[0] == 0
 
 
 @pytest.mark.parametrize("body, status, name", [
@@ -254,10 +259,10 @@ def test_sixteen_concurrent_runs_do_not_cross_talk(client, auth, make_hook):
 
 def test_the_zygote_survives_many_back_to_back_runs(client, auth, hook, engine):
     """A reply and the client's close landing in one zygote poll once stopped the zygote."""
-    zygote = engine.sandbox.process.pid
+    zygote = engine.sandboxes.for_dependencies({}).process.pid
     statuses = {run(client, auth, hook["id"], {}).json["status"] for _ in range(60)}
     assert statuses == {"success"}
-    assert engine.sandbox.process.pid == zygote and engine.sandbox.process.poll() is None
+    assert engine.sandboxes.for_dependencies({}).process.pid == zygote and engine.sandboxes.for_dependencies({}).process.poll() is None
 
 
 def test_strptime_works_in_hooks(client, auth, make_hook):
@@ -278,9 +283,14 @@ def test_execution_listing_uses_indexes_with_many_records(client, auth, hook, en
             "INSERT INTO executions (id, hook_id, trigger_id, source, status, started_at) "
             "VALUES (?, ?, 'send-phone-message', 'test', 'success', '2026-11-23T00:00:00Z')",
             [(f"01H{n:023d}", hook["id"] if n % 2 else "other") for n in range(20_000)])
+    count_sql, list_sql, values = listing_sql({"hook_id": hook["id"], "status": None})
     plans = [" ".join(row[3] for row in engine.store.query(f"EXPLAIN QUERY PLAN {sql}", args))
-             for sql, args in ((LIST_SQL, (hook["id"], 50, 9000)), (COUNT_SQL, (hook["id"],)))]
+             for sql, args in ((list_sql, (*values, 50, 9000)), (count_sql, values))]
     assert all("USING" in plan and "INDEX executions_hook" in plan for plan in plans), plans
+    count_sql, list_sql, values = listing_sql({"status": "error"})
+    plan = " ".join(row[3] for row in engine.store.query(f"EXPLAIN QUERY PLAN {list_sql}",
+                                                         (*values, 50, 0)))
+    assert "INDEX executions_status" in plan, plan
     page = client.get(f"/api/v2/hooks/{hook['id']}/executions?include_totals=true&page=99"
                       "&per_page=100", headers=auth("read:hooks")).json
     assert page["total"] == 10_000 and len(page["executions"]) == 100
@@ -288,14 +298,14 @@ def test_execution_listing_uses_indexes_with_many_records(client, auth, hook, en
 
 def test_an_engine_fault_mid_run_closes_the_record(app, client, auth, hook, engine,
                                                    monkeypatch):
-    def broken(job):
+    def broken(job, on_lines=None):
         raise RuntimeError("zygote exploded")
 
-    monkeypatch.setattr(engine.sandbox, "execute", broken)
+    monkeypatch.setattr(engine.sandboxes.for_dependencies({}), "execute", broken)
     response = run(client, auth, hook["id"], {})
     assert response.status_code == 500
     assert "zygote exploded" not in response.json["message"]  # no internals in the body
-    [record] = engine.executions.list_for_hook(hook["id"], 0, 10)[1]
+    [record] = engine.executions.list({"hook_id": hook["id"]}, 0, 10)[1]
     assert record["status"] == "killed" and record["error"]["name"] == "EngineError"
 
 
@@ -304,7 +314,7 @@ def test_a_run_whose_record_cannot_be_saved_still_answers(client, auth, hook, en
     """Once the hook ran (an SMS may be out), a full disk must not turn into a retryable 503."""
     import sqlite3
 
-    def full(record):
+    def full(record, lines):
         raise sqlite3.OperationalError("database or disk is full")
 
     monkeypatch.setattr(engine.executions, "finish", full)

@@ -305,8 +305,12 @@ def assert_record(record, hook_id, trigger_id, source="test", status="success"):
     assert (record["hook_id"], record["trigger_id"], record["source"], record["status"]) == (
         hook_id, trigger_id, source, status), (record["error"], record["logs"])
     assert record["started_at"] and record["ended_at"]
-    for line in record["logs"]:
-        assert set(line) >= {"time", "stream", "message"} and line["stream"] == "stdout"
+    streams = [line["stream"] for line in record["logs"]]
+    # What the hook printed (and the requests it sent); a failed run ends with its error.
+    assert set(streams) <= {"stdout", "http", "error"}, record["logs"]
+    assert (status != "success") == ("error" in streams) and streams.count("error") <= 1
+    if status != "success":
+        assert streams[-1] == "error" and record["error"]["name"] in record["logs"][-1]["message"]
     for timing in TIMINGS:
         assert isinstance(record["stats"][timing], (int, float)) and record["stats"][timing] >= 0
     if status == "success":

@@ -165,6 +165,14 @@ def query_bool(name: str, default: bool | None = None) -> bool | None:
     raise InvalidQuery(f"Query parameter {name} must be true or false (got {raw!r}).")
 
 
+def query_choice(name: str, choices: list[str]) -> str | None:
+    raw = request.args.get(name)
+    if raw is not None and raw not in choices:
+        raise InvalidQuery(f"Query parameter {name} must be one of {', '.join(choices)} "
+                           f"(got {raw[:40]!r}).")
+    return raw
+
+
 def paginate(total: int, items: list, page: int, per_page: int, key: str, include_totals: bool):
     """Auth0's list shape: a bare array, or {total, start, limit, <key>} with include_totals."""
     if include_totals:

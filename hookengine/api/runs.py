@@ -2,37 +2,59 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 
 from flask import Blueprint, Response, g, request, stream_with_context
 
-from hookengine.api.routes import (MAX_PAGE, engine, json_body, paginate, query_bool, query_int,
-                                   route)
+from hookengine.api.routes import (MAX_PAGE, engine, json_body, paginate, query_bool,
+                                   query_choice, query_int, route)
 from hookengine.auth import check_scope
-from hookengine.errors import BadRequest, ServiceUnavailable
+from hookengine.clock import as_utc_text
+from hookengine.errors import BadRequest, InvalidQuery, MissingSecrets, ServiceUnavailable
+from hookengine.sandbox import LOG_STREAMS, Status
 from hookengine.triggers import TRIGGERS
+
+SOURCES = ("test", "trigger")
 
 bp = Blueprint("runs", __name__, url_prefix="/api/v2")
 
+REQUEST = {"type": "object", "description": "An outbound HTTP request the hook made.",
+           "properties": {
+               "method": {"type": "string"}, "host": {"type": "string"},
+               "path": {"type": "string", "description": "Without the query string."},
+               "status": {"type": ["integer", "null"],
+                          "description": "null when no answer came (refused, unreachable)."},
+               "duration_ms": {"type": "number"},
+               "error_code": {"type": ["string", "integer"],
+                              "description": "The provider's error code, from a JSON error."},
+               "error_message": {"type": "string"},
+               "error": {"type": "string", "description": "Why no answer came."}}}
 LOG_LINE = {"type": "object", "properties": {
-    "time": {"type": "string"}, "stream": {"type": "string", "enum": ["stdout", "stderr",
-                                                                      "engine"]},
-    "message": {"type": "string"}}}
+    "time": {"type": "string"}, "stream": {"type": "string", "enum": list(LOG_STREAMS)},
+    "message": {"type": "string"},
+    "request": {**REQUEST, "description": "On `http` lines: the request the line shows."}}}
 EXECUTION = {"type": "object", "properties": {
     "id": {"type": "string"}, "hook_id": {"type": "string"}, "trigger_id": {"type": "string"},
-    "source": {"type": "string", "enum": ["test", "trigger"]},
-    "status": {"type": "string", "enum": ["running", "success", "error", "timeout",
-                                          "memory_limit", "killed", "interrupted"]},
+    "source": {"type": "string", "enum": list(SOURCES)},
+    "status": {"type": "string", "enum": list(Status)},
     "payload": {}, "result": {},
     "error": {"type": ["object", "null"], "properties": {
         "name": {"type": "string"}, "message": {"type": "string"},
         "stack": {"type": "string"}}},
-    "logs": {"type": "array", "items": LOG_LINE},
+    "logs": {"type": "array", "items": LOG_LINE,
+             "description": "Every line, in the order printed; a failed run ends with an "
+             "`error` line."},
+    "http_requests": {"type": "array", "items": REQUEST,
+                      "description": "Every outbound HTTP request, in order."},
     "stats": {"type": "object", "properties": {
         "total_duration_ms": {"type": "number"}, "boot_duration_ms": {"type": "number"},
         "hook_duration_ms": {"type": "number"}}},
-    "started_at": {"type": "string"}, "ended_at": {"type": ["string", "null"]}}}
+    "started_at": {"type": "string"}, "ended_at": {"type": ["string", "null"],
+                                                   "description": "For an interrupted "
+                                                   "execution, the last moment it was known "
+                                                   "alive."}}}
 RUN_BODY = {"type": "object", "additionalProperties": False, "properties": {
     "payload": {"type": "object", "description": "The trigger's parameters; the trigger's "
                 "sample payload when omitted."},
@@ -43,8 +65,17 @@ RUN_BODY = {"type": "object", "additionalProperties": False, "properties": {
 PAGING = {"page": {"type": "integer", "minimum": 0, "maximum": MAX_PAGE},
           "per_page": {"type": "integer", "minimum": 1, "maximum": 100},
           "include_totals": {"type": "boolean"}}
+EXECUTION_FILTERS = {
+    "status": {"type": "string", "enum": list(Status)},
+    "source": {"type": "string", "enum": list(SOURCES)},
+    "from": {"type": "string", "format": "date-time",
+             "description": "Executions started at or after this time (ISO 8601)."},
+    "to": {"type": "string", "format": "date-time",
+           "description": "Executions started before this time (ISO 8601)."}}
 HEARTBEAT_SECONDS = 5.0
 FOLLOW_MAX_SECONDS = 3600.0
+# How often a stream with nothing new checks that its client is still there.
+FOLLOW_POLL_SECONDS = 0.25
 
 
 @route(bp, "/hooks/<id>/run", "POST", scope="execute:hooks", body=RUN_BODY,
@@ -52,6 +83,7 @@ FOLLOW_MAX_SECONDS = 3600.0
        "needs update:hooks) on a payload",
        tag="runs", errors=(400, 401, 403, 404, 413, 415))
 def run_hook(id):
+    """The Run button: a test run, recorded like any other."""
     body = json_body(RUN_BODY)
     if "script" in body or "dependencies" in body:
         # A draft runs with the hook's real secrets, so writing one is editing the hook: an
@@ -61,12 +93,19 @@ def run_hook(id):
         raise BadRequest("dependencies apply to a draft: send them with `script`, or change "
                          "the saved hook with PATCH /api/v2/hooks/{id}.")
     hook = engine().hooks.get(id)
-    payload = body.get("payload")
-    if payload is None:
-        from hookengine.triggers import get_trigger
-        payload = get_trigger(hook["triggerId"]).sample_payload
-    return engine().runner.run(hook, payload, source="test", script=body.get("script"),
-                               dependencies=body.get("dependencies"))
+    with secrets_hint(id):
+        return engine().runner.run(hook, body.get("payload"), "test", body.get("script"),
+                                   body.get("dependencies"))
+
+
+@contextlib.contextmanager
+def secrets_hint(hook_id: str):
+    """A missing secret's 400 says how to set it through this API."""
+    try:
+        yield
+    except MissingSecrets as error:
+        raise error.with_hint(f"Set them with POST /api/v2/hooks/{hook_id}/secrets before "
+                              "running it.") from None
 
 
 EXECUTION_LIST = {
@@ -82,13 +121,35 @@ EXECUTION_LIST = {
 }
 
 
-@route(bp, "/hooks/<id>/executions", "GET", scope="read:hooks", query=PAGING,
-       response=EXECUTION_LIST, tag="runs",
-       summary="Executions of a hook, newest first")
+@route(bp, "/hooks/<id>/executions", "GET", scope="read:hooks",
+       query={**PAGING, **EXECUTION_FILTERS}, response=EXECUTION_LIST, tag="runs",
+       summary="Executions of a hook, newest first, filtered by status, source and time")
 def list_executions(id):
+    """One hook's executions."""
     engine().hooks.get(id)
+    return _executions({"hook_id": id})
+
+
+@route(bp, "/executions", "GET", scope="read:hooks", query={**PAGING, **EXECUTION_FILTERS},
+       response=EXECUTION_LIST, tag="runs",
+       summary="Executions of every hook, newest first, filtered by status, source and time")
+def list_all_executions():
+    """Every hook's executions (those of deleted hooks too)."""
+    return _executions({})
+
+
+def _executions(filters: dict):
     page, per_page = query_int("page", 0, maximum=MAX_PAGE), query_int("per_page", 50, 1, 100)
-    total, items = engine().executions.list_for_hook(id, page, per_page)
+    for name in ("status", "source"):
+        filters[name] = query_choice(name, EXECUTION_FILTERS[name]["enum"])
+    for name in ("from", "to"):
+        raw = request.args.get(name)
+        try:
+            filters[name] = None if raw is None else as_utc_text(raw)
+        except ValueError:
+            raise InvalidQuery(f"Query parameter {name} must be an ISO 8601 time such as "
+                               f"2026-12-01T09:30:00Z (got {raw[:40]!r}).") from None
+    total, items = engine().executions.list(filters, page, per_page)
     return paginate(total, items, page, per_page, "executions",
                     query_bool("include_totals", False))
 
@@ -96,34 +157,48 @@ def list_executions(id):
 @route(bp, "/executions/<execution_id>", "GET", scope="read:hooks", response=EXECUTION,
        tag="runs", summary="One execution, whole")
 def get_execution(execution_id):
+    """One execution: payload, result, error, every line and outbound request, stats."""
     return engine().executions.get(execution_id)
 
 
 @route(bp, "/hooks/<id>/logs", "GET", scope="read:hooks", tag="runs", event_stream=True,
        query={"follow": {"type": "boolean"},
               "after": {"type": "integer", "minimum": 0, "maximum": MAX_PAGE,
-                        "description": "With follow=true: stream lines of executions that "
-                        "finished after this position (the `id` of an event; default: now)."}},
-       response={"type": "object", "properties": {"logs": {"type": "array", "items": LOG_LINE}}},
-       summary="Log lines of recent executions, newest first; ?follow=true streams new ones")
+                        "description": "With follow=true: stream the lines after this "
+                        "position (the `id` of an event; default: now). A reconnecting "
+                        "client's Last-Event-ID header does the same, and wins."}},
+       response={"type": "object", "properties": {"logs": {"type": "array", "items": {
+           **LOG_LINE, "properties": {**LOG_LINE["properties"],
+                                      "execution_id": {"type": "string"}}}}}},
+       summary="Log lines of recent executions, newest first; ?follow=true streams each line "
+       "as it is printed", errors=(400, 401, 403, 404, 503))
 def hook_logs(id):
+    """Recent lines, or (follow) a live stream of Server-Sent Events."""
     engine().hooks.get(id)
-    recent = engine().settings["EXECUTIONS_PER_HOOK_LOGS"]
     after = query_int("after", None, 0, MAX_PAGE)  # checked even when unused: no silent typos
     if not query_bool("follow", False):
-        return {"logs": engine().executions.log_lines(id, recent)}
-    return Response(stream_with_context(_follow(engine(), id, after)),
+        return {"logs": engine().executions.log_lines(
+            id, engine().settings["EXECUTIONS_PER_HOOK_LOGS"])}
+    resume = request.headers.get("Last-Event-ID")
+    if resume is not None:  # the browser's own reconnect: newer than the URL's `after`
+        if not resume.isdigit() or int(resume) > MAX_PAGE:
+            raise BadRequest("The Last-Event-ID header must be the id of an event this "
+                             f"stream sent (got {resume[:40]!r}).")
+        after = int(resume)
+    gone = request.environ.get("waitress.client_disconnected", lambda: False)
+    return Response(stream_with_context(_follow(engine(), id, after, gone)),
                     mimetype="text/event-stream",
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-def _follow(eng, hook_id: str, after: int | None):
-    """SSE: each new line as an event, as executions finish; a comment line as heartbeat.
+def _follow(eng, hook_id: str, after: int | None, client_gone):
+    """SSE: each line as an event as soon as it is stored, its position as the event's id.
 
-    Lines are read from the store in the order executions finished, not from this process's
-    memory, so a follower sees runs served by any API server sharing the database. A stream
-    holds a server thread, so followers are capped (503 beyond) and a stream ends after
-    FOLLOW_MAX_SECONDS, or when its hook is deleted; clients reconnect with `after`.
+    Lines are read from the store, not from this process's memory, so a follower sees runs
+    served by any API server sharing the database. A stream holds a server thread, so
+    followers are capped (503 beyond); a stream ends when its client goes (waitress reports
+    it), when the server stops, after FOLLOW_MAX_SECONDS, or when its hook is deleted.
+    Clients reconnect with `after` or Last-Event-ID.
     """
     if not eng.followers.acquire(blocking=False):
         raise ServiceUnavailable("Too many live log streams; retry later, or read "
@@ -136,19 +211,20 @@ def _follow(eng, hook_id: str, after: int | None):
         try:
             yield ": following\n\n"
             started = last_beat = time.monotonic()
-            while time.monotonic() - started < FOLLOW_MAX_SECONDS:
-                lines, position = executions.lines_after(hook_id, position)
+            while (time.monotonic() - started < FOLLOW_MAX_SECONDS
+                   and not eng.closing.is_set() and not client_gone()):
+                lines = executions.lines_after(hook_id, position)
                 for line in lines:
-                    yield (f"id: {line.pop('seq')}\nevent: log\n"
-                           f"data: {json.dumps(line)}\n\n")
+                    position = line.pop("seq")
+                    yield f"id: {position}\nevent: log\ndata: {json.dumps(line)}\n\n"
                 if not lines:
                     with executions.changed:
-                        executions.changed.wait(timeout=1.0)
+                        executions.changed.wait(timeout=FOLLOW_POLL_SECONDS)
                 if time.monotonic() - last_beat > HEARTBEAT_SECONDS:
                     last_beat = time.monotonic()
                     if not eng.hooks.exists(hook_id):
                         return
-                    yield ": heartbeat\n\n"  # also how a closed client is noticed
+                    yield ": heartbeat\n\n"
         finally:
             eng.followers.release()
     return stream()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint
 
 from hookengine.api.routes import engine, json_body, route
+from hookengine.api.runs import secrets_hint
 from hookengine.errors import NotFound
 from hookengine.triggers import TRIGGERS, get_trigger
 
@@ -45,7 +46,8 @@ def execute_trigger(trigger_id):
         raise NotFound(f"No hook is enabled for trigger {trigger_id!r}; enable one with "
                        "PATCH /api/v2/hooks/{id} {\"enabled\": true}.",
                        error_code="no_enabled_hook")
-    record = engine().runner.run(hook, payload, source="trigger")
+    with secrets_hint(hook["id"]):
+        record = engine().runner.run(hook, payload, source="trigger")
     if record["status"] == "success":
         return {"status": "success", "data": record["result"], "execution_id": record["id"]}
     error = {k: v for k, v in (record["error"] or {}).items() if k != "stack"}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import select
 import shutil
 import signal
 import socket
@@ -20,24 +21,26 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 
-from hookengine.sandbox.contract import HOOK_FILENAME
+from hookengine.clock import utc_now
+from hookengine.sandbox.contract import HOOK_FILENAME, LOG_STREAMS, Status, failure
 from hookengine.sandbox.deps import allowed_roots
 from hookengine.sandbox.egress import EgressPolicy
 from hookengine.sandbox.isolation import Limits
 from hookengine.sandbox.policy import compile_hook
-from hookengine.sandbox.protocol import frame, read_frame
+from hookengine.sandbox.protocol import ANSWER, DATA, END, LINE, RecordReader, frame, read_frame
 
 # The package's API: the rest of the engine imports from here, never from a submodule.
-__all__ = ["HOOK_FILENAME", "EgressPolicy", "Job", "Limits", "Sandbox", "SandboxResult",
-           "compile_hook", "describe_layers"]
+__all__ = ["HOOK_FILENAME", "LOG_STREAMS", "EgressPolicy", "Job", "Limits", "Sandbox",
+           "SandboxResult", "Sandboxes", "Status", "compile_hook", "describe_layers", "failure"]
 
 log = logging.getLogger(__name__)
 
-STATUSES = ("success", "error", "timeout", "memory_limit", "killed")
 # Seconds the server waits past the wall-clock limit for the zygote's own verdict.
 REPLY_GRACE_SECONDS = 10.0
+MAX_FRAME_BYTES = 64 * 1024 * 1024
 
 
 @dataclass
@@ -54,6 +57,7 @@ class Job:
     egress: EgressPolicy
     max_script_bytes: int  # the zygote compiles the script again under these caps
     max_ast_depth: int
+    live_logs: bool = True  # lines leave the child as printed (off: with the answer)
 
     def to_request(self) -> bytes:
         return json.dumps({
@@ -61,6 +65,7 @@ class Job:
             "allowed_roots": sorted(allowed_roots(self.dependencies)),
             "limits": self.limits.to_dict(), "egress": self.egress.to_dict(),
             "max_script_bytes": self.max_script_bytes, "max_ast_depth": self.max_ast_depth,
+            "live_logs": self.live_logs,
         }).encode()
 
     def to_payload(self) -> bytes:
@@ -71,7 +76,7 @@ class Job:
 
 @dataclass
 class SandboxResult:
-    status: str
+    status: Status
     result: object = None
     error: dict | None = None
     logs: list = field(default_factory=list)
@@ -141,33 +146,41 @@ class Sandbox:
                 log.warning("Sandbox zygote is not running; restarting it")
                 self._start_locked()
 
-    def execute(self, job: Job) -> SandboxResult:
-        """Run the job in a fresh child; every outcome is a result, never an exception."""
+    def execute(self, job: Job, on_lines=None) -> SandboxResult:
+        """Run the job in a fresh child; every outcome is a result, never an exception.
+
+        The lines the hook prints go to `on_lines` in batches while it runs; lines still
+        held when it ends are the result's `logs`.
+        """
         self._ensure_running()
+        output = Output()
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        deadline = time.monotonic() + job.limits.timeout_seconds + REPLY_GRACE_SECONDS
         try:
-            conn.settimeout(job.limits.timeout_seconds + REPLY_GRACE_SECONDS)
+            conn.settimeout(REPLY_GRACE_SECONDS)
             conn.connect(self.socket_path)
             try:
                 conn.sendall(frame(job.to_request()) + frame(job.to_payload()))
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the zygote answered before reading it all (a compile error): read on
-            payload = read_frame(conn, limit=64 * 1024 * 1024)
+            end = _receive(conn, output, deadline, on_lines)
         except socket.timeout:
-            payload = None
+            end = None
             reason = "the sandbox did not answer in time; the run was stopped"
         except OSError as error:
-            payload = None
+            end = None
             reason = f"the sandbox process stopped during the run ({error}); it was restarted"
         else:
             reason = "the sandbox process stopped during the run; it was restarted"
         finally:
             conn.close()
-        if payload is None:
+        if end is None:
             self._ensure_running()
-            return SandboxResult("killed", error={"name": "SandboxError", "message": reason,
-                                                  "stack": ""})
-        return interpret(json.loads(payload), job.limits)
+            result = _failed(Status.KILLED, "SandboxError", reason)
+        else:
+            result = interpret(end, output.answer, job.limits)
+        result.logs = output.finish()
+        return result
 
     def close(self) -> None:
         with self._lock:
@@ -183,43 +196,150 @@ class Sandbox:
             shutil.rmtree(self._dir, ignore_errors=True)
 
 
+class Sandboxes:
+    """The engine's zygotes: one with every allowed SDK preloaded, and a small one for hooks
+    that declare no dependencies. Forking costs in proportion to the zygote's memory (70 MB
+    with the SDKs, ~20 without), so dependency-free hooks start several ms sooner. Each is
+    started on first use (a command that runs nothing needs none) or by `start()`.
+
+    `shared` (tests) is one running zygote that serves every hook, and is not closed here.
+    """
+
+    def __init__(self, packages: list[str], uid_base: int = 61000, shared: Sandbox | None = None,
+                 **options):
+        from hookengine.sandbox.zygote import SLOTS
+
+        self._options = {  # each zygote its own range of uids: runs never share one
+            "full": dict(options, packages=packages, uid_base=uid_base),
+            "bare": dict(options, packages=[], uid_base=uid_base + SLOTS)}
+        self._zygotes = {"full": shared, "bare": shared}
+        self._owned = shared is None
+        self._lock = threading.Lock()
+
+    def for_dependencies(self, dependencies: dict) -> Sandbox:
+        """The zygote a hook with these dependencies runs in."""
+        return self._zygote("full" if dependencies else "bare")
+
+    def start(self) -> "Sandboxes":
+        for kind in self._zygotes:
+            self._zygote(kind)
+        return self
+
+    @property
+    def layers(self) -> dict:
+        return self._zygote("full").layers
+
+    def started(self) -> list[Sandbox]:
+        return [z for z in dict.fromkeys(self._zygotes.values()) if z is not None]
+
+    def _zygote(self, kind: str) -> Sandbox:
+        if self._zygotes[kind] is None:
+            with self._lock:
+                if self._zygotes[kind] is None:
+                    self._zygotes[kind] = Sandbox(**self._options[kind]).start()
+        return self._zygotes[kind]
+
+    def close(self) -> None:
+        if self._owned:
+            for zygote in self.started():
+                zygote.close()
+
+
 def describe_layers(layers: dict) -> str:
     """The active layers in one line, e.g. 'rlimits, seccomp, private_tmp=/var/tmp,/dev/shm'."""
     return ", ".join(k if v is True else f"{k}={','.join(v)}"
                      for k, v in layers.items() if v)
 
 
-def interpret(reply: dict, limits: Limits) -> SandboxResult:
-    """Turn the zygote's reply (how the child ended, what it wrote) into a result."""
-    if "compile_errors" in reply:
-        return _failed("error", "CompileError", "; ".join(reply["compile_errors"]))
-    if "engine_error" in reply:
-        return _failed("killed", "SandboxError", reply["engine_error"])
+class Output:
+    """What a child wrote, read as it arrives: its log lines, then its answer."""
+
+    def __init__(self):
+        self.reader = RecordReader()
+        self.pending: list[dict] = []
+        self.answer: str | None = None
+        self.unreadable = 0
+
+    def feed(self, data: bytes) -> None:
+        from hookengine.sandbox.contract import read_line  # hook-controlled text: read there
+
+        for kind, payload in self.reader.feed(data):
+            text = payload.decode("utf-8", "replace")
+            if kind == ANSWER and self.answer is None:
+                self.answer = text
+                continue
+            try:
+                if kind != LINE or self.answer is not None:
+                    raise ValueError("not a line")
+                self.pending.append(read_line(text))
+            except ValueError:
+                self.unreadable += 1
+
+    def take(self) -> list[dict]:
+        lines, self.pending = self.pending, []
+        return lines
+
+    def finish(self) -> list[dict]:
+        """The lines not yet taken, with a note of any that could not be read."""
+        if self.unreadable or self.reader.partial:
+            self.pending.append({"time": utc_now(), "stream": "engine", "message": (
+                f"[{self.unreadable + self.reader.partial} record(s) the hook process wrote "
+                "could not be read and were dropped]")})
+        return self.take()
+
+
+def _receive(conn: socket.socket, output: Output, deadline: float, on_lines) -> dict | None:
+    """Read the zygote's frames until its last; None when it went away first."""
+    poller = select.poll()
+    poller.register(conn, select.POLLIN)
+    while True:
+        # Lines are handed on only when nothing more is waiting: a burst (or a whole run
+        # that ended at once) is one batch, so a quick run costs no extra store write.
+        if output.pending and on_lines is not None and not poller.poll(0):
+            on_lines(output.take())
+        conn.settimeout(max(0.001, deadline - time.monotonic()))
+        data = read_frame(conn, limit=MAX_FRAME_BYTES)
+        if data is None:
+            return None
+        if data[:1] == DATA:
+            output.feed(data[1:])
+        elif data[:1] == END:
+            return json.loads(data[1:])
+
+
+def interpret(end: dict, answer: str | None, limits: Limits) -> SandboxResult:
+    """Turn how the child ended (the zygote's last frame) and its answer into a result."""
+    if "compile_errors" in end:
+        problems = end["compile_errors"]
+        return SandboxResult(Status.ERROR, error=failure(
+            "CompileError", "; ".join(problems), "\n".join(["CompileError:", *problems])))
+    if "engine_error" in end:
+        return _failed(Status.KILLED, "SandboxError", end["engine_error"])
     # From the kernel's rusage when the zygote reaped the child before answering; a complete
     # answer carries the child's own figures instead.
-    stats = {} if reply.get("cpu_seconds") is None else {
-        "cpu_ms": round(reply["cpu_seconds"] * 1000, 3), "max_rss_kb": reply.get("max_rss_kb")}
-    signal_number = reply.get("signal")
-    if reply.get("timed_out"):
-        result = _failed("timeout", "TimeoutError",
+    stats = {} if end.get("cpu_seconds") is None else {
+        "cpu_ms": round(end["cpu_seconds"] * 1000, 3), "max_rss_kb": end.get("max_rss_kb")}
+    signal_number = end.get("signal")
+    if end.get("timed_out"):
+        result = _failed(Status.TIMEOUT, "TimeoutError",
                          f"the hook ran longer than the {limits.timeout_seconds:g} s "
                          "wall-clock limit and was stopped")
     elif signal_number == signal.SIGXCPU or signal_number == signal.SIGKILL and \
-            (reply.get("cpu_seconds") or 0) >= limits.cpu_seconds * 0.5:
+            (end.get("cpu_seconds") or 0) >= limits.cpu_seconds * 0.5:
         # A SIGKILL the zygote did not send is the kernel's RLIMIT_CPU (hook processes cannot
         # signal each other). rusage's tick-based CPU time reads up to a quarter low on this
         # kind of virtual machine, so the check only rules out a crash early in the run.
-        result = _failed("timeout", "TimeoutError",
+        result = _failed(Status.TIMEOUT, "TimeoutError",
                          f"the hook used its {limits.cpu_seconds} s of CPU time and was stopped")
-    elif reply.get("overflow"):
-        result = _failed("killed", "OutputLimitError",
+    elif end.get("overflow"):
+        result = _failed(Status.KILLED, "OutputLimitError",
                          "the hook process wrote more than its output and result limits allow")
     elif signal_number is not None:
-        result = _failed("killed", "ProcessKilled",
+        result = _failed(Status.KILLED, "ProcessKilled",
                          f"the hook process was killed by {signal.Signals(signal_number).name}"
                          " (a crash in native code, or a limit the kernel enforces)")
     else:
-        result = _parse_answer(reply.get("answer"))
+        result = _parse_answer(answer)
     result.stats.update(stats)
     return result
 
@@ -229,17 +349,14 @@ def _parse_answer(answer: str | None) -> SandboxResult:
     from hookengine.sandbox.contract import read_answer  # hook-controlled text: read it there
 
     if not answer:
-        return _failed("killed", "ProcessKilled", "the hook process ended without an answer")
+        return _failed(Status.KILLED, "ProcessKilled", "the hook process ended without an answer")
     try:
         data = read_answer(answer)
     except ValueError as error:
-        return _failed("error", "AnswerError", f"the hook's answer could not be read: {error}")
-    if data["status"] not in STATUSES:
-        return _failed("error", "AnswerError", "the hook's answer could not be read: its "
-                       f"status is not one of {', '.join(STATUSES)}")
+        return _failed(Status.ERROR, "AnswerError", f"the hook's answer could not be read: {error}")
     return SandboxResult(data["status"], result=data["result"], error=data["error"],
-                         logs=data["logs"], stats=dict(data["stats"]))
+                         stats=dict(data["stats"]))
 
 
-def _failed(status: str, name: str, message: str) -> SandboxResult:
-    return SandboxResult(status, error={"name": name, "message": message, "stack": ""})
+def _failed(status: Status, name: str, message: str) -> SandboxResult:
+    return SandboxResult(status, error=failure(name, message))

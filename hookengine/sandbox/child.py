@@ -13,20 +13,44 @@ import struct
 import sys
 
 from hookengine.sandbox.broker import BrokerClient
-from hookengine.sandbox.contract import (HOOK_ERRORS, Clock, LogSink, StreamToSink,
-                                         describe_error, hook_arguments, to_json)
+from hookengine.sandbox.contract import (HOOK_ERRORS, Clock, LogSink, Status, StreamToSink,
+                                         describe_error, failure, hook_arguments, to_json)
 from hookengine.sandbox.egress import EgressGuard, EgressPolicy
 from hookengine.sandbox.isolation import Limits
 from hookengine.sandbox.policy import Guard, build_globals, compile_hook
+from hookengine.sandbox.protocol import ANSWER, LINE, record, write_all
 
 # zygote's clock at the request, lengths of the JSON part and of the code; then the run's
 # arguments and secrets (spliced in by the zygote) up to the end.
 JOB_HEADER = struct.Struct("!dII")
 
 # Written when even building the real answer ran out of memory.
-MEMORY_FALLBACK = json.dumps({"status": "memory_limit", "error": {
-    "name": "MemoryError", "message": "the hook exceeded its memory limit", "stack": ""},
-    "logs": []}).encode()
+MEMORY_FALLBACK = json.dumps({"status": Status.MEMORY_LIMIT, "error": failure(
+    "MemoryError", "the hook exceeded its memory limit")}).encode()
+
+
+class Channel:
+    """The answer pipe: each log line as a record the moment it is printed, then the answer.
+
+    With `live` off, lines wait and go out with the answer (how output travelled before it
+    was streamed; the benchmark measures one against the other).
+    """
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.live = True
+        self.held: list[bytes] = []
+
+    def line(self, line: dict) -> None:
+        data = record(LINE, json.dumps(line, separators=(",", ":")).encode())
+        if self.live:
+            write_all(self.fd, data)
+        else:
+            self.held.append(data)
+
+    def answer(self, answer: bytes) -> None:
+        write_all(self.fd, b"".join(self.held) + record(ANSWER, answer))
+        os.close(self.fd)  # EOF now: the zygote answers without waiting for our exit
 
 
 def encode_job(started: float, request: bytes, code) -> bytes:
@@ -44,6 +68,7 @@ def run_spare(jail, job_fd: int, answer_fd: int, workdir: str, uid: int | None,
     """Lock down now, then block until the zygote sends one job; never returns."""
     signal.set_wakeup_fd(-1)  # the zygote's wake-up pipe and SIGCHLD handler are not ours
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    channel = Channel(answer_fd)
     try:
         keep = (job_fd, answer_fd) + ((broker_fd,) if broker_fd is not None else ())
         jail.prepare(workdir, uid, keep, parent)
@@ -60,21 +85,18 @@ def run_spare(jail, job_fd: int, answer_fd: int, workdir: str, uid: int | None,
         job = json.loads(bytes(body[:size]))
         code = marshal.loads(body[size:size + code_size])
         job.update(json.loads(bytes(body[size + code_size:])))
+        channel.live = job.get("live_logs", True)
         limits = Limits(**job["limits"])
         jail.limit(limits)
         EgressGuard(EgressPolicy(**job["egress"])).install(broker)
-        answer = execute(job, code, limits, Clock(started)).encode()
+        answer = run_hook_code(job, code, limits, Clock(started), channel.line).encode()
     except MemoryError:
         answer = MEMORY_FALLBACK
     except BaseException as error:  # an engine fault in the child: report it, never raise
-        answer = json.dumps({"status": "error", "logs": [], "error": {
-            "name": "SandboxError", "message": f"{type(error).__name__}: {error}",
-            "stack": ""}}).encode()
+        answer = json.dumps({"status": Status.ERROR, "error": failure(
+            "SandboxError", f"{type(error).__name__}: {error}")}).encode()
     try:
-        view = memoryview(answer)
-        while view:
-            view = view[os.write(answer_fd, view):]
-        os.close(answer_fd)  # EOF now: the zygote answers without waiting for our exit
+        channel.answer(answer)
     finally:
         os._exit(0)
 
@@ -101,7 +123,11 @@ def rehearse() -> None:
     """Run a tiny hook while still a spare, before any job: the pages a run writes to are
     copied (copy-on-write faults) now, off the request's path, instead of during it."""
     if _rehearsal_code is not None:
-        execute(REHEARSAL, _rehearsal_code, REHEARSAL_LIMITS, Clock())
+        run_hook_code(REHEARSAL, _rehearsal_code, REHEARSAL_LIMITS, Clock(), _discard)
+
+
+def _discard(line: dict) -> None:
+    json.dumps(line)  # what a real line costs, so its pages are touched too
 
 
 def _read_all(fd: int) -> bytes:
@@ -114,13 +140,14 @@ def _read_all(fd: int) -> bytes:
         chunks.append(chunk)
 
 
-def execute(job: dict, code, limits: Limits, clock: Clock) -> str:
-    """Run the compiled hook's entry function; every outcome becomes a JSON answer."""
-    sink = LogSink(limits.max_output_bytes)
+def run_hook_code(job: dict, code, limits: Limits, clock: Clock, emit) -> str:
+    """Run the compiled hook's entry function; every outcome becomes a JSON answer. Lines go
+    to `emit` as they are printed."""
+    sink = LogSink(limits.max_output_bytes, emit)
     sys.stdout = StreamToSink(sink, "stdout")
     sys.stderr = StreamToSink(sink, "stderr")
     guard = Guard(frozenset(job["allowed_roots"]))
-    answer = {"status": "success"}
+    answer = {"status": Status.SUCCESS}
     boot_ms = clock.ms()
     hook_clock = Clock()
     try:
@@ -133,17 +160,15 @@ def execute(job: dict, code, limits: Limits, clock: Clock) -> str:
         result = entry(*args)
         answer["result"] = json.loads(to_json(result, limits.max_result_bytes))
     except MemoryError:
-        answer = {"status": "memory_limit", "error": {
-            "name": "MemoryError",
-            "message": f"the hook exceeded its memory limit of {limits.memory_mb} MB",
-            "stack": ""}}
+        answer = {"status": Status.MEMORY_LIMIT, "error": failure(
+            "MemoryError", f"the hook exceeded its memory limit of {limits.memory_mb} MB")}
     except BaseException as error:  # SystemExit and KeyboardInterrupt are hook errors too
-        answer = {"status": "error", "error": describe_error(error, job["source"])}
+        answer = {"status": Status.ERROR, "error": describe_error(error, job["source"])}
     hook_ms = hook_clock.ms()
     sys.stdout.flush()
     sys.stderr.flush()
+    sink.finish()
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    answer["logs"] = sink.finish()
     answer["stats"] = {"boot_duration_ms": boot_ms, "hook_duration_ms": hook_ms,
                        "cpu_ms": round((usage.ru_utime + usage.ru_stime) * 1000, 3),
                        "max_rss_kb": usage.ru_maxrss}

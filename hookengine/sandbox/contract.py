@@ -8,12 +8,33 @@ import re
 import sys
 import time
 import traceback
+from enum import StrEnum
 
 from hookengine.clock import utc_now
 from hookengine.sandbox.policy import HookDict, ReadOnlyDict
 
 HOOK_FILENAME = "hook.py"
 LINE_OVERHEAD = 32  # bytes a log line costs beyond its text (its time and stream)
+# Streams a child writes; the engine adds `error` lines itself (a child cannot forge them).
+CHILD_STREAMS = ("stdout", "stderr", "engine", "http")
+LOG_STREAMS = CHILD_STREAMS + ("error",)
+
+
+class Status(StrEnum):
+    """How an execution ended (or that it has not yet): the one list of outcomes."""
+
+    RUNNING = "running"
+    SUCCESS = "success"
+    ERROR = "error"
+    TIMEOUT = "timeout"
+    MEMORY_LIMIT = "memory_limit"
+    KILLED = "killed"
+    INTERRUPTED = "interrupted"
+
+
+def failure(name: str, message: str, stack: str = "") -> dict:
+    """An execution's `error`: the one shape every failure takes."""
+    return {"name": name, "message": message, "stack": stack}
 
 
 # Trigger error classes, available to every hook without import (as Auth0 injects them).
@@ -50,37 +71,45 @@ HOOK_ERRORS = {cls.__name__: cls for cls in (
 
 
 class LogSink:
-    """Every line a hook prints, timestamped, capped at `max_bytes` with a visible marker."""
+    """Every line a hook prints, timestamped, capped at `max_bytes` with a visible marker.
 
-    def __init__(self, max_bytes: int):
+    Each line goes to `emit` as it is printed (the child streams it out at once), so output
+    printed before a timeout or a crash is not lost with the process.
+    """
+
+    def __init__(self, max_bytes: int, emit):
         self.max_bytes = max_bytes
+        self.emit = emit
         self.used = 0
         self.dropped = 0
-        self.lines: list[dict] = []
 
-    def add(self, stream: str, message: str) -> None:
+    def add(self, stream: str, message: str, request: dict | None = None) -> None:
         if self.dropped:
             self.dropped += len(message)
             return
         # Each line also costs LINE_OVERHEAD, so a flood of empty prints is capped as well.
         size = len(message.encode("utf-8", "replace")) + LINE_OVERHEAD
+        if request is not None:
+            size += len(json.dumps(request))
         if self.used + size > self.max_bytes:
             # Keep what fits of this line, then drop everything after it behind a marker.
             room = self.max_bytes - self.used - LINE_OVERHEAD
             self.dropped = size
-            if room <= 0:
+            if room <= 0 or request is not None:
                 return
             message = message.encode("utf-8", "replace")[:room].decode("utf-8", "ignore")
             size = room + LINE_OVERHEAD
         self.used += size
-        self.lines.append({"time": utc_now(), "stream": stream, "message": message})
+        line = {"time": utc_now(), "stream": stream, "message": message}
+        if request is not None:
+            line["request"] = request
+        self.emit(line)
 
-    def finish(self) -> list[dict]:
+    def finish(self) -> None:
         if self.dropped:
-            self.lines.append({"time": utc_now(), "stream": "engine", "message": (
+            self.emit({"time": utc_now(), "stream": "engine", "message": (
                 f"[output truncated: the hook printed more than {self.max_bytes} bytes; "
                 "the rest was dropped]")})
-        return self.lines
 
     def printer_factory(self):
         """The `_print_` RestrictedPython calls once per function scope."""
@@ -181,7 +210,7 @@ def _capped(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
 
 
 MAX_RESULT_DEPTH = 64  # nesting of a result; deeper data is refused, not carried further
-# An answer holds the result one level down; its logs and error are shallower than that.
+# An answer holds the result one level down; its error and stats are shallower.
 MAX_ANSWER_DEPTH = MAX_RESULT_DEPTH + 1
 _END = object()
 
@@ -333,35 +362,52 @@ def read_answer(text: str) -> dict:
 
     It is hook-controlled text: nesting is measured before parsing, without recursion, so
     the parser never goes deeper than MAX_ANSWER_DEPTH; NaN, Infinity and integers too long
-    to convert are refused; the error, logs and stats must have the shapes the child writes.
+    to convert are refused; the error and stats must have the shapes the child writes.
     """
+    data = _read_json(text, MAX_ANSWER_DEPTH)
+    if not isinstance(data, dict) or data.get("status") not in set(Status) - {
+            Status.RUNNING, Status.INTERRUPTED}:
+        raise ValueError("it is not an object with the status of a finished run")
+    error, stats = data.get("error"), data.get("stats") or {}
+    if error is not None and not (isinstance(error, dict) and _all_text(error.values())):
+        raise ValueError("its error is not an object of strings")
+    if not isinstance(stats, dict) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in stats.values()):
+        raise ValueError("its stats are not an object of numbers")
+    return {"status": Status(data["status"]), "result": data.get("result"), "error": error,
+            "stats": stats}
+
+
+def read_line(text: str) -> dict:
+    """One log line a child wrote: {time, stream, message} strings, and for an outbound
+    HTTP request a flat `request` object; ValueError when it is anything else."""
+    line = _read_json(text, 2)
+    if not (isinstance(line, dict) and {"time", "stream", "message"} <= set(line) <= {
+            "time", "stream", "message", "request"}
+            and _all_text((line["time"], line["stream"], line["message"]))
+            and line["stream"] in CHILD_STREAMS):
+        raise ValueError("it is not a {time, stream, message} line")
+    request = line.get("request")
+    if request is not None and not (isinstance(request, dict) and all(
+            isinstance(v, (str, int, float)) or v is None for v in request.values())):
+        raise ValueError("its request is not a flat object")
+    return line
+
+
+def _read_json(text: str, max_depth: int):
     brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
-    for _ in range(MAX_ANSWER_DEPTH):  # each pass removes the innermost level
+    for _ in range(max_depth):  # each pass removes the innermost level
         if not brackets:
             break
         brackets = _EMPTY_PAIR.sub("", brackets)
     if _EMPTY_PAIR.search(brackets):
-        raise ValueError(f"it nests more than {MAX_ANSWER_DEPTH} levels deep")
+        raise ValueError(f"it nests more than {max_depth} levels deep")
     if brackets:
         raise ValueError("it is not valid JSON (its brackets do not match)")
     try:
-        data = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except ValueError as error:  # also an integer past the int-to-text limit
         raise ValueError(f"it is not valid JSON ({_capped(str(error), 200)})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("status"), str):
-        raise ValueError("it is not an object with a status")
-    error, logs, stats = data.get("error"), data.get("logs") or [], data.get("stats") or {}
-    if error is not None and not (isinstance(error, dict) and _all_text(error.values())):
-        raise ValueError("its error is not an object of strings")
-    if not isinstance(logs, list) or not all(
-            isinstance(line, dict) and set(line) == {"time", "stream", "message"}
-            and _all_text(line.values()) for line in logs):
-        raise ValueError("its logs are not a list of {time, stream, message} strings")
-    if not isinstance(stats, dict) or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in stats.values()):
-        raise ValueError("its stats are not an object of numbers")
-    return {"status": data["status"], "result": data.get("result"), "error": error,
-            "logs": logs, "stats": stats}
 
 
 def _all_text(values) -> bool:

@@ -1,4 +1,10 @@
-"""Framing between the server and the zygote: a 4-byte length, then JSON."""
+"""Framing: server and zygote exchange length-prefixed frames; a child writes records.
+
+A child's answer pipe carries records, each a kind byte, a 4-byte length and JSON: one log
+line per `LINE` record as the hook prints it, then one `ANSWER`. The zygote forwards the
+bytes to the server as they come (`DATA` frames, never holding a run's output) and ends with
+one `END` frame saying how the child ended; the server reads the records.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,10 @@ import struct
 
 FRAME = struct.Struct("!I")
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
+
+RECORD = struct.Struct("!cI")
+LINE, ANSWER = b"L", b"A"      # record kinds, child -> server
+DATA, END = b"D", b"E"         # frame kinds, zygote -> server
 
 
 def read_frame(sock: socket.socket, limit: int = MAX_REQUEST_BYTES) -> bytes | None:
@@ -23,6 +33,12 @@ def read_frame(sock: socket.socket, limit: int = MAX_REQUEST_BYTES) -> bytes | N
 
 def frame(payload: bytes) -> bytes:
     return FRAME.pack(len(payload)) + payload
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def write_frame(sock: socket.socket, payload: bytes) -> None:
@@ -62,3 +78,62 @@ def _read_exact(sock, size):
         chunks.append(chunk)
         remaining -= len(chunk)
     return b"".join(chunks)
+
+
+def record(kind: bytes, payload: bytes) -> bytes:
+    return RECORD.pack(kind, len(payload)) + payload
+
+
+class RecordScanner:
+    """Follows record boundaries in a child's stream without keeping its bytes, so the zygote
+    knows when the answer is complete (and can reply before reaping the child)."""
+
+    def __init__(self):
+        self.header = b""
+        self.kind = None
+        self.remaining = 0
+
+    def feed(self, chunk: bytes) -> None:
+        view = memoryview(chunk)
+        while view:
+            if self.remaining:
+                step = min(self.remaining, len(view))
+                self.remaining -= step
+                view = view[step:]
+                continue
+            needed = RECORD.size - len(self.header)
+            self.header += bytes(view[:needed])
+            view = view[needed:]
+            if len(self.header) == RECORD.size:
+                self.kind, self.remaining = RECORD.unpack(self.header)
+                self.header = b""
+
+    @property
+    def answered(self) -> bool:
+        """The last record is a whole answer."""
+        return self.kind == ANSWER and not self.remaining and not self.header
+
+
+class RecordReader:
+    """Splits a child's stream into (kind, payload) records as its bytes arrive."""
+
+    def __init__(self):
+        self.buffer = bytearray()
+
+    def feed(self, chunk: bytes) -> list[tuple[bytes, bytes]]:
+        self.buffer += chunk
+        records, start = [], 0
+        while len(self.buffer) - start >= RECORD.size:
+            kind, size = RECORD.unpack_from(self.buffer, start)
+            end = start + RECORD.size + size
+            if end > len(self.buffer):
+                break
+            records.append((kind, bytes(self.buffer[start + RECORD.size:end])))
+            start = end
+        del self.buffer[:start]
+        return records
+
+    @property
+    def partial(self) -> bool:
+        """Bytes of an unfinished record are left (the child was cut off while writing)."""
+        return bool(self.buffer)

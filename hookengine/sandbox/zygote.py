@@ -3,7 +3,7 @@
 It is started with exec (never forked from the server), so it holds none of the server's
 memory: no secret key, no database. It imports and warms the allowed SDKs once, caches
 compiled scripts by hash, and for each request forks a child, enforces its wall-clock limit,
-reaps it and sends back what the child wrote plus how it ended.
+passes on what the child writes as it writes it, reaps it and says how it ended.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from hookengine.sandbox.child import encode_job, prepare_rehearsal, run_spare
 from hookengine.sandbox.contract import HOOK_FILENAME
 from hookengine.sandbox.isolation import ProcessJail
 from hookengine.sandbox.policy import C_LEVEL_IMPORTS, STDLIB_MODULES, compile_hook
-from hookengine.sandbox.protocol import read_frame, splice_frame, write_frame
+from hookengine.sandbox.protocol import (DATA, END, RecordScanner, frame, read_frame,
+                                         splice_frame, write_all, write_frame)
 
 log = logging.getLogger("hookengine.zygote")
 
@@ -37,6 +38,10 @@ BROKER_SLOT = SLOTS - 1
 CODE_CACHE_SIZE = 256
 # Children forked ahead of need and already locked down: a run pays neither fork nor setup.
 SPARES = 2
+# How long passing a child's output on to the server may block this loop before the run is
+# given up on. The connection's send buffer is sized to hold a whole run's output, so only
+# a server that stopped reading ever waits this long.
+FORWARD_SECONDS = 5.0
 
 class Child:
     """A forked child: a spare until it is given a job, then that job's run. Never reused."""
@@ -49,7 +54,7 @@ class Child:
         self.conn = None           # the server's connection, once the child has a job
         self.deadline = None
         self.max_answer = 0
-        self.chunks: list[bytes] = []
+        self.scanner = RecordScanner()  # record boundaries only: the bytes are passed on
         self.size = 0
         self.overflow = self.timed_out = self.abandoned = self.replied = False
         self.status = self.rusage = None
@@ -215,7 +220,11 @@ class Zygote:
         # JSON escaping can double text, and each capped log line carries its time and stream.
         child.max_answer = 4 * (limits["max_output_bytes"] + limits["max_result_bytes"]) + 65536
         try:
-            _write_all(child.job_fd, encode_job(started, request, code))
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, child.max_answer)
+        except OSError:
+            pass  # the default buffer: forwarding may wait on the server now and then
+        try:
+            write_all(child.job_fd, encode_job(started, request, code))
             # The run's arguments and secrets go from the connection to the child's pipe
             # inside the kernel: never read here, where every later child would inherit them.
             splice_frame(conn, child.job_fd)
@@ -242,7 +251,8 @@ class Zygote:
             return
         if not chunk:
             self._close_answer(child)
-            self._reply_early(child)
+            if child.scanner.answered:  # a complete answer is final: reply before reaping
+                self._end(child, {})
             return
         child.size += len(chunk)
         if child.size > max(child.max_answer, 1):
@@ -250,7 +260,21 @@ class Zygote:
             self._kill(child)
             self._close_answer(child)
             return
-        child.chunks.append(chunk)
+        child.scanner.feed(chunk)
+        self._forward(child, DATA + chunk)
+
+    def _forward(self, child: Child, data: bytes) -> None:
+        """Pass a child's bytes on to the server now: it shows them while the run goes on."""
+        if child.conn is None or child.replied:
+            return  # a spare's stray bytes, or a run already answered
+        try:
+            child.conn.settimeout(FORWARD_SECONDS)
+            child.conn.sendall(frame(data))
+            child.conn.setblocking(False)
+        except OSError:  # the server stopped reading: it gave up on the run
+            child.abandoned = True
+            self._kill(child)
+            self._finish_conn(child, None)
 
     def _close_answer(self, child: Child) -> None:
         if child.answer_open:
@@ -258,17 +282,10 @@ class Zygote:
             os.close(child.answer_fd)
             child.answer_open = False
 
-    def _reply_early(self, child: Child) -> None:
-        """A complete answer is final: reply now, and reap the exiting child later."""
-        if child.conn is None or child.replied or child.overflow or child.timed_out:
-            return
-        text = b"".join(child.chunks)
-        try:
-            complete = "status" in json.loads(text)
-        except (ValueError, RecursionError):  # the server reads it again, and refuses it
-            complete = False
-        if complete:
-            self._finish_conn(child, {"answer": text.decode("utf-8", "replace")})
+    def _end(self, child: Child, how: dict) -> None:
+        """The run's last frame: how the child ended (empty when its answer says it all)."""
+        if child.conn is not None and not child.replied:
+            self._finish_conn(child, how)
 
     def _abandon(self, child: Child) -> None:
         """The server closed the connection (it gave up waiting): stop the run."""
@@ -326,8 +343,7 @@ class Zygote:
             os.close(child.job_fd)
         elif child.conn is not None and not child.replied:
             status = child.status
-            self._finish_conn(child, {
-                "answer": b"".join(child.chunks).decode("utf-8", "replace") or None,
+            self._end(child, {
                 "exit_code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
                 "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
                 "timed_out": child.timed_out, "overflow": child.overflow,
@@ -351,7 +367,7 @@ class Zygote:
     def _reply(self, conn, reply: dict) -> None:
         try:
             conn.settimeout(10)
-            write_frame(conn, json.dumps(reply).encode())
+            write_frame(conn, END + json.dumps(reply).encode())
         except OSError:
             pass
         finally:
@@ -365,12 +381,6 @@ class Zygote:
         if self.jail.runs_dir is not None:
             shutil.rmtree(self.jail.runs_dir, ignore_errors=True)
         os._exit(0)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 def warm(packages: list[str]) -> None:
