@@ -1,5 +1,8 @@
 """Outbound request records: the real SDKs against the stand-ins, in this process."""
+import http.client
 import json
+import subprocess
+import sys
 
 import pytest
 import requests
@@ -186,8 +189,6 @@ def test_a_failing_emit_never_fails_the_request(infobip):
 
 
 def test_http_client_outside_a_pool_is_recorded(records, infobip):
-    import http.client
-
     host, port = infobip.url.split("//")[1].split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=5)
     try:
@@ -200,11 +201,23 @@ def test_http_client_outside_a_pool_is_recorded(records, infobip):
     assert (record["method"], record["path"], record["status"]) == ("GET", "/nowhere", 404)
 
 
+def test_http_client_refused_outside_a_pool_is_recorded(records):
+    standin = StandIn(infobip_standin.create_app())
+    standin.stop()
+    host, port = standin.url.split("//")[1].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=5)
+
+    with pytest.raises(ConnectionRefusedError):
+        conn.request("POST", "/sms?key=QUERYSECRET", body=b"BODYSECRET")
+
+    [record] = records
+    assert (record["method"], record["path"], record["status"]) == ("POST", "/sms", None)
+    assert record["error"].startswith("ConnectionRefusedError")
+
+
 # --- the hook's side: what the wrappers expose ---
 
 def test_wrappers_add_no_reachable_attribute_and_no_policy_entry(records):
-    import http.client
-
     import urllib3
 
     patched = {
@@ -214,6 +227,7 @@ def test_wrappers_add_no_reachable_attribute_and_no_policy_entry(records):
            for name in ("read", "read1", "read_chunked", "close")},
         "http.client.HTTPConnection.putrequest": http.client.HTTPConnection.putrequest,
         "http.client.HTTPConnection.getresponse": http.client.HTTPConnection.getresponse,
+        "http.client.HTTPConnection.endheaders": http.client.HTTPConnection.endheaders,
     }
     for name, function in patched.items():
         assert function.__module__ == "hookengine.sandbox.outbound", name
@@ -268,6 +282,48 @@ def test_describe_failures_and_answers():
 
     assert outbound.describe(refused) == (
         "GET example.com/ → refused: connection to 'example.com' refused (1 ms)")
-    assert outbound.describe(timeout) == "GET example.com/ → failed: TimeoutError: timed out (1 ms)"
+    assert outbound.describe(timeout) == (
+        "GET example.com/ → failed: TimeoutError: timed out (1 ms)")
     assert outbound.describe(plain) == (
         "POST rest.nexmo.com/sms/json → 200 Vonage 3: Invalid to address (40 ms)")
+
+
+# --- as the child sets it up: the egress guard and its host map, then the recorder ---
+
+CHILD = """
+import json, sys
+import requests
+from twilio.base.exceptions import TwilioRestException
+from twilio.rest import Client
+from hookengine.sandbox import outbound
+from hookengine.sandbox.egress import EgressGuard, EgressPolicy
+
+sid, token, target = sys.argv[1:]
+host_map = {"api.twilio.com": target}
+EgressGuard(EgressPolicy(("*.twilio.com",), (), host_map)).install()
+outbound.install(lambda record: print(json.dumps(record)), host_map)
+try:
+    Client(sid, token).messages.create(to="555", from_="+15017122661", body="hi")
+except TwilioRestException:
+    pass
+try:
+    requests.get("https://example.com/?key=QUERYSECRET", timeout=5)
+except requests.ConnectionError:
+    pass
+"""
+
+
+def test_in_a_child_with_the_egress_guard(twilio):
+    run = subprocess.run([sys.executable, "-c", CHILD, twilio_standin.TEST_ACCOUNT_SID,
+                          twilio_standin.TEST_AUTH_TOKEN, twilio.url],
+                         capture_output=True, text=True, timeout=60)
+
+    assert run.returncode == 0, run.stderr
+    answered, refused = [json.loads(line) for line in run.stdout.splitlines()]
+    assert (answered["host"], answered["status"], answered["error_code"]) == (
+        "api.twilio.com", 400, 21211)
+    assert (refused["host"], refused["path"], refused["status"]) == ("example.com", "/", None)
+    assert refused["error"].startswith("EgressDenied: connection to 'example.com' refused")
+    assert outbound.describe(refused).startswith(
+        "GET example.com/ → refused: connection to 'example.com' refused")
+    assert "QUERYSECRET" not in run.stdout

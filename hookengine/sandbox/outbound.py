@@ -18,8 +18,8 @@ meets the egress policy) before `http.client` sees a method or path. requests an
 SDKs (twilio 9 and vonage 4 send through requests) pass through it. Nothing higher is
 wrapped: requests' `Session.send` and `HTTPAdapter.send` are in policy.PATH_ARGUMENTS, whose
 checks are keyed on the functions' identity, and a wrapper would slip past them.
-Below it, `http.client.HTTPConnection.getresponse` is wrapped only as a backstop for a
-connection used outside a pool (hooks may not import http.client or urllib.request, see
+Below it, `http.client.HTTPConnection` (putrequest, endheaders, getresponse) is wrapped
+only as a backstop for a connection used outside a pool (hooks may not import http.client or urllib.request, see
 policy.STDLIB_MODULES / DENIED_MODULE_ROOTS); inside a pool exchange it records nothing, so
 each request is recorded exactly once.
 
@@ -396,20 +396,31 @@ def _pool_host(pool) -> str:
 
 def _install_http_client() -> None:
     """A backstop for connections driven outside urllib3's pools: method and path from
-    `putrequest`, the status or failure at `getresponse`; no provider error (the body
-    belongs to whoever reads it)."""
+    `putrequest`, a failure to connect or send at `endheaders`, the status or failure at
+    `getresponse`; no provider error (the body belongs to whoever reads it)."""
     http_client = sys.modules.get("http.client")
     if http_client is None or "http.client" in _installed:
         return
     _installed.add("http.client")
     Connection = http_client.HTTPConnection
     real_putrequest, real_getresponse = Connection.putrequest, Connection.getresponse
+    real_endheaders = Connection.endheaders
     local = _recorder.local
 
     def putrequest(conn, method, url, *args, **kwargs):
         if not getattr(local, "in_pool", 0):
             conn._outbound_request = (method, url, time.perf_counter())
         return real_putrequest(conn, method, url, *args, **kwargs)
+
+    def endheaders(conn, *args, **kwargs):
+        try:
+            return real_endheaders(conn, *args, **kwargs)
+        except BaseException as error:
+            started = conn.__dict__.pop("_outbound_request", None)
+            if started is not None:
+                _safely(_failed, started[0], _connection_host(conn), started[1], started[2],
+                        error)
+            raise
 
     def getresponse(conn):
         started = conn.__dict__.pop("_outbound_request", None)
@@ -428,6 +439,7 @@ def _install_http_client() -> None:
         return response
 
     Connection.putrequest, Connection.getresponse = putrequest, getresponse
+    Connection.endheaders = endheaders
 
 
 def _connection_host(conn) -> str:
