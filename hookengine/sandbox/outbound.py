@@ -19,9 +19,9 @@ SDKs (twilio 9 and vonage 4 send through requests) pass through it. Nothing high
 wrapped: requests' `Session.send` and `HTTPAdapter.send` are in policy.PATH_ARGUMENTS, whose
 checks are keyed on the functions' identity, and a wrapper would slip past them.
 Below it, `http.client.HTTPConnection` (putrequest, endheaders, getresponse) is wrapped
-only as a backstop for a connection used outside a pool (hooks may not import http.client or urllib.request, see
-policy.STDLIB_MODULES / DENIED_MODULE_ROOTS); inside a pool exchange it records nothing, so
-each request is recorded exactly once.
+only as a backstop for a connection used outside a pool (hooks may not import http.client
+or urllib.request, see policy.STDLIB_MODULES / DENIED_MODULE_ROOTS); inside a pool
+exchange it records nothing, so each request is recorded exactly once.
 
 The provider's error is read from the bytes the caller itself read (urllib3's response
 `read`, `read1`, `read_chunked`), never by reading ahead: a `stream=True` response stays as
