@@ -274,7 +274,8 @@ def failure_params(failures) -> list:
 
 
 def messages(record) -> list[str]:
-    return [line["message"] for line in record["logs"]]
+    """What the hook printed (not the `http` lines of its requests, nor an `error` line)."""
+    return [line["message"] for line in record["logs"] if line["stream"] == "stdout"]
 
 
 def strings_in(data):
@@ -504,7 +505,12 @@ def test_sample_runs_unchanged_and_delivers(path, mode, engine, deployed, provid
     assert set(record["result"]) == {"MessageID"}
     assert re.fullmatch(case.message_id, record["result"]["MessageID"]), record["result"]
     assert record["payload"] == payload
-    assert len(record["logs"]) == 1 and record["result"]["MessageID"] in messages(record)[0]
+    assert len(messages(record)) == 1 and record["result"]["MessageID"] in messages(record)[0]
+    # Every request the hook sent is in the record, and in its log as an `http` line.
+    assert len(record["http_requests"]) == len(sent) and all(
+        r["status"] in (200, 201) and "error_code" not in r for r in record["http_requests"])
+    assert [line["request"] for line in record["logs"] if line["stream"] == "http"] == \
+        record["http_requests"]
     assert_no_secret(record, secrets)
 
     # The production path: the identity platform fires the trigger with the same payload.
@@ -608,8 +614,13 @@ def test_provider_failure_is_a_send_phone_message_error(stem, mode, failure, eng
     assert answer["status"] == "error" and "stack" not in answer["data"]
     assert_record(executed, hook["id"], "send-phone-message", source="trigger", status="error")
     assert_no_secret([record, answer, executed], {**good_secrets[stem], **secrets})
-    # The provider itself refused: both runs reached it.
+    # The provider itself refused: both runs reached it, and its answer is in the record.
     assert len(provider.requests) == 2, provider.requests
+    for run in (record, executed):
+        last = run["http_requests"][-1]
+        assert last["status"] >= 400 or last.get("error_code"), last
+        if failure == "invalid-number":
+            assert last.get("error_code") and last.get("error_message"), last
 
 
 def test_secret_the_provider_echoes_back_is_redacted(engine, providers, good_secrets):

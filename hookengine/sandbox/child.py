@@ -16,6 +16,7 @@ from hookengine.sandbox.broker import BrokerClient
 from hookengine.sandbox.contract import (HOOK_ERRORS, Clock, LogSink, Status, StreamToSink,
                                          describe_error, failure, hook_arguments, to_json)
 from hookengine.sandbox.egress import EgressGuard, EgressPolicy
+from hookengine.sandbox import outbound
 from hookengine.sandbox.isolation import Limits
 from hookengine.sandbox.policy import Guard, build_globals, compile_hook
 from hookengine.sandbox.protocol import ANSWER, LINE, record, write_all
@@ -144,6 +145,9 @@ def run_hook_code(job: dict, code, limits: Limits, clock: Clock, emit) -> str:
     """Run the compiled hook's entry function; every outcome becomes a JSON answer. Lines go
     to `emit` as they are printed."""
     sink = LogSink(limits.max_output_bytes, emit)
+    # Each outbound HTTP request is a line too: "Twilio answered 400 / 21211" is in the log.
+    outbound.install(lambda request: sink.add("http", outbound.describe(request), request),
+                     (job.get("egress") or {}).get("host_map"))
     sys.stdout = StreamToSink(sink, "stdout")
     sys.stderr = StreamToSink(sink, "stderr")
     guard = Guard(frozenset(job["allowed_roots"]))
@@ -165,6 +169,7 @@ def run_hook_code(job: dict, code, limits: Limits, clock: Clock, emit) -> str:
     except BaseException as error:  # SystemExit and KeyboardInterrupt are hook errors too
         answer = {"status": Status.ERROR, "error": describe_error(error, job["source"])}
     hook_ms = hook_clock.ms()
+    outbound.flush()  # requests whose answer the hook never read
     sys.stdout.flush()
     sys.stderr.flush()
     sink.finish()

@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 from packaging.utils import canonicalize_name
 
+from hookengine.sandbox.policy import guard_replacement
+
 # API hosts of the providers a hook may declare: the default egress allowlist.
 PROVIDER_HOSTS = {
     "twilio": ("*.twilio.com",),
@@ -183,6 +185,7 @@ class EgressGuard:
             return real_send(adapter, request, *args, **kwargs)
 
         HTTPAdapter.send = send
+        guard_replacement(real_send, send)  # its verify=/cert= checks come along
 
 
 def _host_port(url: str) -> tuple[str | None, int]:

@@ -86,8 +86,10 @@ PROVIDER_ERRORS = (
     #  "status": 400}
     ErrorShape("Twilio", requires=("code", "message", "more_info")),
     # Vonage SMS API: HTTP 200, {"messages": [{"status": "2", "error-text": "Missing to"}]}
+    # (Infobip's success, {"messages": [{"status": {...}}]}, must not match: it has no
+    # error-text, and its status is an object.)
     ErrorShape("Vonage SMS", at=("messages", "*"), code="status", message="error-text",
-               requires=("status",), unless=("status", "0"), any_status=True),
+               requires=("status", "error-text"), unless=("status", "0"), any_status=True),
     # Infobip: {"requestError": {"serviceException": {"messageId": "BAD_REQUEST", "text": ...}}}
     ErrorShape("Infobip", at=("requestError", "serviceException"), code="messageId",
                message="text", requires=("text",)),
@@ -160,7 +162,10 @@ def _find(value, path: tuple, shape: ErrorShape):
 def _qualifies(value, shape: ErrorShape) -> bool:
     if not isinstance(value, dict) or any(key not in value for key in shape.requires):
         return False
-    return shape.unless is None or value.get(shape.unless[0]) != shape.unless[1]
+    if shape.unless is None:
+        return True
+    decisive = value.get(shape.unless[0])
+    return isinstance(decisive, (str, int)) and decisive != shape.unless[1]
 
 
 def _scalar(value):

@@ -478,6 +478,20 @@ def bind_tables() -> None:
             del _PENDING[name]
 
 
+def guard_replacement(original, replacement) -> None:
+    """`replacement` now stands where `original` was (the egress host map wraps
+    HTTPAdapter.send): it gets the same checks, read with `original`'s parameter positions,
+    so a path argument cannot slip past under the new function."""
+    bind_tables()
+    entry = SPECIAL_CALLABLES.get(id(original))
+    if isinstance(entry, _PathArguments):
+        alias = _PathArguments(entry.name, entry.params)
+        alias.target, alias.positions = replacement, dict(entry.positions)
+        SPECIAL_CALLABLES[id(replacement)] = alias
+    elif entry is not None:
+        SPECIAL_CALLABLES[id(replacement)] = entry
+
+
 def _loaded_object(name: str):
     parts = name.split(".")
     for end in range(len(parts) - 1, 0, -1):

@@ -13,6 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from hookengine.sandbox.egress import EgressPolicy
 from attacklib import hook, refused
 
 APPLICATION_ID = "aaaaaaaa-bbbb-4ccc-8ddd-0123456789ab"
@@ -156,4 +157,19 @@ zoneinfo.reset_tzpath([{folder!r}])
 return zoneinfo.ZoneInfo({name!r})
 ''', "import zoneinfo"))
     refused(result, "AccessDenied", "zoneinfo.reset_tzpath is refused")
+    assert MARKER not in repr(result.error)
+
+
+@pytest.mark.parametrize("call", ["adapter.send(prep, verify=P)",
+                                  "adapter.send(prep, False, None, P)"])
+def test_a_host_map_keeps_the_adapter_send_check(run, host_file, call):
+    """Was a hole: with HOOKENGINE_HOST_MAP set, HTTPAdapter.send is the egress layer's
+    replacement, which the table did not name, so verify= went unchecked."""
+    egress = EgressPolicy(("api.twilio.com",), (),
+                          {"api.twilio.com": "http://127.0.0.1:9"})
+    result = run(hook(f"{SESSION}\nadapter = requests.adapters.HTTPAdapter()\n"
+                      f"return repr({call})",
+                      f"import requests, requests.adapters\nURL = {URL!r}\nP = {host_file!r}"),
+                 egress=egress)
+    refused(result, "AccessDenied", "HTTPAdapter.send", "verify=", "is refused")
     assert MARKER not in repr(result.error)
