@@ -68,9 +68,13 @@ def serve(host, port, data_dir):
     server = make_server(app, host, port)
 
     def stop(signum, frame):
+        # Streams first: waitress waits for its threads as soon as it is interrupted, and
+        # a live log stream holds one until told to end.
+        engine.end_streams()
         raise KeyboardInterrupt  # unwinds server.run() below, so cleanup runs
 
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     click.echo(f"hookengine serving on http://{server.effective_host}:{server.effective_port} "
                f"(data: {Path(engine.settings['DATA_DIR']).resolve()}; sandbox layers: "
                f"{describe_layers(engine.sandboxes.layers)})", err=True)
@@ -79,7 +83,6 @@ def serve(host, port, data_dir):
     except KeyboardInterrupt:
         pass
     finally:
-        engine.end_streams()  # before waitress waits for its threads: streams hold some
         server.close()
         engine.close()
         click.echo("hookengine stopped", err=True)

@@ -1,0 +1,290 @@
+"""Logs with a real server: lines reach followers while the run goes on, failures and cut-off
+runs keep what they printed, streams resume exactly and let go of their thread at once.
+
+A hook that must stay in the middle of its run waits on a gate: a local HTTP server whose
+answer the test holds back. So "while the run is still going" is a fact the test controls,
+not a matter of timing.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import signal
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import requests
+
+from serverprocess import ServerProcess
+
+GATED = '''# /// script
+# dependencies = ["requests"]
+# [tool.hookengine]
+# trigger = "send-phone-message"
+# ///
+import requests
+
+def send_phone_message(recipient, text, context):
+    print("first")
+    requests.get("http://gate.test/wait", timeout=60)
+    print("second")
+    return {"MessageID": "m-1"}
+'''
+
+COUNTING = '''# /// script
+# [tool.hookengine]
+# trigger = "send-phone-message"
+# ///
+def send_phone_message(recipient, text, context):
+    for n in range(5):
+        print(context.code, n)
+    return {"MessageID": "m-" + context.code}
+'''
+
+
+class Gate:
+    """A local HTTP server whose answers wait until `open()`."""
+
+    def __init__(self):
+        self.opened = threading.Event()
+        self.arrived = threading.Event()
+        gate = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                gate.arrived.set()
+                gate.opened.wait(60)
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def open(self):
+        self.opened.set()
+
+    def close(self):
+        self.opened.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class EventStream:
+    """A live log stream read on a thread: `next()` waits for the next event."""
+
+    def __init__(self, server, hook_id: str, after: int | None = None,
+                 last_event_id: int | None = None):
+        query = "follow=true" + (f"&after={after}" if after is not None else "")
+        headers = {"Last-Event-ID": str(last_event_id)} if last_event_id is not None else {}
+        self.response = server.session.get(f"{server.api}/hooks/{hook_id}/logs?{query}",
+                                           headers=headers, stream=True, timeout=(5, 60))
+        self.status = self.response.status_code
+        self.events: queue.Queue = queue.Queue()
+        self.ready = threading.Event()
+        if self.status == 200:
+            threading.Thread(target=self._read, daemon=True).start()
+            assert self.ready.wait(10), "the stream never said it was following"
+
+    def _read(self):
+        event: dict = {}
+        try:
+            for line in self.response.iter_lines(decode_unicode=True):
+                if line.startswith(": following"):
+                    self.ready.set()
+                elif line.startswith("id: "):
+                    event["id"] = int(line[4:])
+                elif line.startswith("data: "):
+                    event["data"] = json.loads(line[6:])
+                elif line == "" and event:
+                    self.events.put(event)
+                    event = {}
+        except (requests.RequestException, AttributeError, ValueError):
+            pass  # closed by the test, or by the server
+
+    def next(self) -> dict:
+        return self.events.get(timeout=30)
+
+    def take(self, count: int) -> list[dict]:
+        return [self.next() for _ in range(count)]
+
+    def close(self):
+        self.response.close()
+
+
+@pytest.fixture
+def gate():
+    gate = Gate()
+    yield gate
+    gate.close()
+
+
+@pytest.fixture
+def start_server(tmp_path, gate):
+    started = []
+
+    def start(**settings):
+        server = ServerProcess(tmp_path / "data", HOST_MAP=f"gate.test={gate.url}",
+                               EGRESS_ALLOW="gate.test", **settings).start()
+        started.append(server)
+        return server
+    yield start
+    for server in started:
+        if server.process.poll() is None:
+            server.terminate()
+
+
+def create(server, name: str, script: str) -> dict:
+    created = server.call("POST", "/hooks", json={"name": name, "script": script,
+                                                  "triggerId": "send-phone-message"})
+    assert created.status_code == 201, created.text
+    return created.json()
+
+
+def run_in_background(server, hook_id: str, body: dict | None = None):
+    """POST a run on a thread; its response (or the error, if the server dies) is queued."""
+    results: queue.Queue = queue.Queue()
+
+    def run():
+        try:
+            results.put(server.call("POST", f"/hooks/{hook_id}/run", json=body or {}))
+        except requests.ConnectionError as error:
+            results.put(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, results
+
+
+def test_lines_reach_a_follower_while_the_run_is_still_going(start_server, gate):
+    server = start_server()
+    hook = create(server, "gated", GATED)
+    stream = EventStream(server, hook["id"])
+    thread, results = run_in_background(server, hook["id"])
+
+    first = stream.next()
+    assert first["data"]["message"] == "first"
+    assert gate.arrived.wait(30) and thread.is_alive()  # the hook waits at the gate still
+    gate.open()
+    http, second = stream.take(2)
+    record = results.get(timeout=30).json()
+
+    assert (http["data"]["stream"], second["data"]["message"]) == ("http", "second")
+    assert http["data"]["request"]["host"] == "gate.test" and http["data"]["request"][
+        "status"] == 200
+    assert first["id"] < http["id"] < second["id"]  # each line its own position
+    assert {e["data"]["execution_id"] for e in (first, http, second)} == {record["id"]}
+    assert [line["message"] for line in record["logs"] if line["stream"] == "stdout"] == [
+        "first", "second"]
+    stream.close()
+
+
+def test_a_timeout_keeps_what_was_printed_and_ends_with_its_error_in_every_view(
+        start_server, gate):
+    server = start_server(TIMEOUT_SECONDS=2)
+    hook = create(server, "stuck", GATED)
+    stream = EventStream(server, hook["id"])
+    record = server.call("POST", f"/hooks/{hook['id']}/run", json={}).json()  # gate shut
+
+    assert record["status"] == "timeout"
+    expected = [("stdout", "first"), ("error", "TimeoutError: the hook ran longer than the 2 s "
+                                               "wall-clock limit and was stopped")]
+    stored = server.call("GET", f"/executions/{record['id']}").json()
+    recent = server.call("GET", f"/hooks/{hook['id']}/logs").json()["logs"]
+    live = [e["data"] for e in stream.take(2)]
+    for lines in (record["logs"], stored["logs"], list(reversed(recent)), live):
+        assert [(line["stream"], line["message"]) for line in lines] == expected
+    stream.close()
+
+
+def test_last_event_id_resumes_without_loss_or_repeat(start_server):
+    server = start_server()
+    hook = create(server, "counting", COUNTING)
+    payload = server.call("GET", "/triggers/send-phone-message").json()["payload"]
+
+    def run(code):
+        body = {"payload": {**payload, "context": {**payload["context"], "code": code}}}
+        assert server.call("POST", f"/hooks/{hook['id']}/run", json=body).status_code == 200
+
+    run("a")
+    first = EventStream(server, hook["id"], after=0)
+    seen = first.take(5)
+    first.close()
+    assert [e["data"]["message"] for e in seen] == [f"a {n}" for n in range(5)]
+
+    # A browser reconnects with the URL it had (after=0) and the last id it saw: the header
+    # wins, and the stream goes on from the third line, then the next run's lines.
+    resumed = EventStream(server, hook["id"], after=0, last_event_id=seen[1]["id"])
+    run("b")
+    rest = resumed.take(8)
+    resumed.close()
+    assert [e["data"]["message"] for e in rest] == [f"a {n}" for n in (2, 3, 4)] + [
+        f"b {n}" for n in range(5)]
+    assert [e["id"] for e in rest] == sorted({e["id"] for e in rest})
+
+
+def test_a_bad_last_event_id_is_refused(start_server):
+    server = start_server()
+    hook = create(server, "counting", COUNTING)
+    response = server.session.get(f"{server.api}/hooks/{hook['id']}/logs?follow=true",
+                                  headers={"Last-Event-ID": "yesterday"}, timeout=10)
+    assert response.status_code == 400 and "Last-Event-ID" in response.json()["message"]
+
+
+def test_a_closed_stream_frees_its_slot_at_once(start_server):
+    server = start_server(SERVER_THREADS=4)  # one live stream at a time
+    hook = create(server, "counting", COUNTING)
+    held = EventStream(server, hook["id"])
+    refused = server.session.get(f"{server.api}/hooks/{hook['id']}/logs?follow=true",
+                                 timeout=10)
+    assert refused.status_code == 503
+    held.close()
+    # Freed when waitress sees the client go, not at the next heartbeat (5 s) as before.
+    deadline = time.monotonic() + 3
+    while True:
+        again = EventStream(server, hook["id"])
+        if again.status == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert again.status == 200
+    again.close()
+
+
+def test_sigterm_with_a_stream_open_stops_at_once(start_server):
+    server = start_server()
+    hook = create(server, "counting", COUNTING)
+    stream = EventStream(server, hook["id"])
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(4) == 0  # was about 6 s: the stream held a thread
+    stream.close()
+    server.terminate()
+
+
+def test_an_engine_killed_mid_run_keeps_the_lines_and_the_last_moment_alive(start_server,
+                                                                            gate):
+    server = start_server()
+    hook = create(server, "gated", GATED)
+    thread, _ = run_in_background(server, hook["id"])
+    assert gate.arrived.wait(30)  # "first" is printed: the hook waits at the gate
+    printed = server.call("GET", f"/hooks/{hook['id']}/logs").json()["logs"]
+    assert [line["message"] for line in printed] == ["first"]
+    server.kill()
+    gate.open()
+
+    restarted = start_server()
+    [record] = restarted.call("GET", f"/hooks/{hook['id']}/executions").json()
+    assert record["status"] == "interrupted"
+    assert [(line["stream"], line["message"]) for line in record["logs"]] == [
+        ("stdout", "first"),
+        ("error", "Interrupted: the engine stopped while this execution was running")]
+    assert record["started_at"] <= printed[0]["time"] <= record["ended_at"]
+    assert record["logs"][-1]["time"] == record["ended_at"]
