@@ -355,3 +355,27 @@ def test_sample_hooks_are_accepted_as_they_are(make_hook, path):
     assert problems == []
     hook = make_hook(name=path.stem.replace("_", "-"), script=script, triggerId=declared.trigger)
     assert hook["dependencies"] == declared.dependencies
+
+
+def test_store_and_api_refuse_with_the_same_rules(client, headers, engine):
+    body = {"name": "trailing\n", "script": "def f(:", "triggerId": "send-phone-message",
+            "colour": "red"}
+    response = client.post(HOOKS, json=body, headers=headers)
+    with pytest.raises(ValidationError) as raised:
+        engine.hooks.create(body)
+    assert response.status_code == 400
+    assert response.json["errors"] == raised.value.errors
+    assert [e.split(":")[0].split(" ")[0] for e in raised.value.errors] == [
+        "Additional", "name", "Line"]
+
+
+@pytest.mark.parametrize("body, says", [
+    ({**GOOD, "name": "-x"}, "use letters, digits, spaces and -"),
+    ({"name": "x"}, "send an object with name, script and triggerId"),
+    ([GOOD], "send an object with name, script and triggerId"),
+])
+def test_field_problems_say_what_to_send(client, headers, body, says):
+    response = client.post(HOOKS, json=body, headers=headers)
+    assert response.status_code == 400
+    assert says in response.json["message"]
+    assert response.json["message"].count(says) == 1

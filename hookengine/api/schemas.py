@@ -1,56 +1,19 @@
-"""JSON Schemas of the hooks and secrets API: they validate requests and build the OpenAPI doc."""
+"""JSON Schemas of the API: they validate requests and build the OpenAPI doc.
+
+A hook's fields are the hook store's rules (`hookengine.hooks`), re-exported here for the
+document; the store checks them on every create and update.
+"""
 
 from __future__ import annotations
 
 from hookengine.api.routes import MAX_PAGE
-from hookengine.hooks import FIELDS, NAME_PATTERN
-from hookengine.triggers import TRIGGERS
-
-TRIGGER_ID = {"type": "string", "enum": list(TRIGGERS),
-              "description": "Extensibility point the hook runs for."}
-
-DEPENDENCIES = {
-    "type": "object",
-    "additionalProperties": {"type": "string"},
-    "description": "{package: version}: an exact version (9.13.0), a PEP 440 specifier "
-                   "(>=9,<10) or 'latest'. When sent, it wins over the script's PEP 723 block.",
-}
-
-_HOOK_FIELDS = {
-    "name": {"type": "string", "pattern": NAME_PATTERN, "description": "Name of this hook."},
-    "script": {"type": "string", "minLength": 1,
-               "description": "Python source defining the trigger's entry function."},
-    "enabled": {"type": "boolean",
-                "description": "Whether this hook runs; enabling one disables the other hook "
-                               "of its trigger."},
-    "dependencies": DEPENDENCIES,
-}
+from hookengine.hooks import (DEPENDENCIES, FIELD_SCHEMAS, FIELDS, HOOK_CREATE,  # noqa: F401
+                              HOOK_UPDATE, NAME_PATTERN, TRIGGER_ID)
 
 HOOK = {
     "type": "object",
     "additionalProperties": False,
-    "properties": {"id": {"type": "string"}, **_HOOK_FIELDS, "triggerId": TRIGGER_ID},
-}
-
-_EXAMPLE_SCRIPT = ("def send_phone_message(recipient, text, context):\n"
-                   "    return {\"MessageID\": \"SM0001\"}\n")
-
-HOOK_CREATE = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["name", "script", "triggerId"],
-    "properties": {**_HOOK_FIELDS, "triggerId": TRIGGER_ID},
-    "examples": [{"name": "send-sms", "script": _EXAMPLE_SCRIPT,
-                  "triggerId": "send-phone-message", "enabled": True}],
-}
-
-# triggerId is absent on purpose (as in Auth0's spec): a hook never changes trigger.
-HOOK_UPDATE = {
-    "type": "object",
-    "additionalProperties": False,
-    "minProperties": 1,
-    "properties": _HOOK_FIELDS,
-    "examples": [{"enabled": True}],
+    "properties": {"id": {"type": "string"}, **FIELD_SCHEMAS, "triggerId": TRIGGER_ID},
 }
 
 HOOK_LIST = {
