@@ -379,3 +379,34 @@ def test_field_problems_say_what_to_send(client, headers, body, says):
     assert response.status_code == 400
     assert says in response.json["message"]
     assert response.json["message"].count(says) == 1
+
+
+def test_every_query_problem_comes_in_one_answer(client, headers):
+    response = client.get(f"{HOOKS}?page=-1&per_page=x&enabled=maybe&triggerId=nope&sort=name",
+                          headers=headers)
+    assert response.status_code == 400
+    assert response.json["errorCode"] == "invalid_query_string"
+    errors = response.json["errors"]
+    assert [e.split(" ")[2] if e.startswith("Query") else e.split(" ")[3] for e in errors] == [
+        "'sort';", "page", "per_page", "enabled", "triggerId"]
+    assert all(e in response.json["message"] for e in errors)
+
+
+def test_query_defaults_are_documented_and_used(client, headers, make_hook):
+    hooks = [make_hook() for _ in range(3)]
+    doc = client.get("/api/v2/openapi.json").json
+    query = {p["name"]: p["schema"] for p in doc["paths"][HOOKS]["get"]["parameters"]}
+    assert (query["page"]["default"], query["per_page"]["default"]) == (0, 50)
+    assert query["include_totals"]["default"] is False
+    listed = client.get(f"{HOOKS}?include_totals=true", headers=headers).json
+    assert (listed["start"], listed["limit"], listed["hooks"]) == (0, 50, hooks)
+
+
+def test_route_refuses_a_query_type_it_cannot_convert():
+    from flask import Blueprint
+
+    from hookengine.api.routes import route
+
+    with pytest.raises(TypeError, match="'ratio'"):
+        route(Blueprint("x", __name__), "/x", "GET", summary="x", scope=None,
+              query={"ratio": {"type": "number"}})

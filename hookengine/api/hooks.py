@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, request, url_for
+from flask import Blueprint, url_for
 
 from hookengine.api import schemas
-from hookengine.api.routes import (MAX_PAGE, engine, json_body, paginate, query_bool, query_int,
-                                   route)
-from hookengine.errors import InvalidQuery
+from hookengine.api.routes import engine, json_body, paginate, query_args, route
 from hookengine.hooks import FIELDS
-from hookengine.triggers import TRIGGERS
 
 bp = Blueprint("hooks", __name__, url_prefix="/api/v2")
 
@@ -20,11 +17,11 @@ WRITE_ERRORS = (400, 401, 403, 404, 409, 413, 415)
        response=schemas.HOOK_LIST, query=schemas.LIST_QUERY, errors=(400, 401, 403))
 def get_hooks():
     """List hooks a page at a time, optionally by trigger or enabled state."""
-    page = query_int("page", 0, maximum=MAX_PAGE)
-    per_page = query_int("per_page", 50, maximum=100)
-    total, hooks = engine().hooks.list(page, per_page, query_bool("enabled"), _trigger_filter())
+    query = query_args()
+    page, per_page = query["page"], query["per_page"]
+    total, hooks = engine().hooks.list(page, per_page, query["enabled"], query["triggerId"])
     return paginate(total, _select_fields(hooks), page, per_page, "hooks",
-                    query_bool("include_totals", False))
+                    query["include_totals"])
 
 
 @route(bp, "/hooks", "POST", summary="Create a hook", scope="create:hooks", status=201,
@@ -57,26 +54,14 @@ def delete_hook(id):
     return "", 204
 
 
-def _trigger_filter() -> str | None:
-    trigger_id = request.args.get("triggerId")
-    if trigger_id is not None and trigger_id not in TRIGGERS:
-        raise InvalidQuery(f"Query parameter triggerId must be one of {', '.join(TRIGGERS)} "
-                           f"(got {trigger_id!r}).")
-    return trigger_id
-
-
 def _select_fields(hooks: list[dict]) -> list[dict]:
-    """Apply `fields` and `include_fields` as Auth0 does (its SDKs send both)."""
-    include = query_bool("include_fields", True)  # checked even when `fields` is not sent
-    # Spaces around names are fine ("id, name"); other whitespace is part of an unknown name.
-    names = [name.strip(" ") for name in request.args.get("fields", "").split(",")
-             if name.strip(" ")]
+    """Apply `fields` and `include_fields` as Auth0 does (its SDKs send both).
+
+    The `fields` schema's pattern admits only hook field names, with spaces around them.
+    """
+    query = query_args()
+    names = [name.strip(" ") for name in (query["fields"] or "").split(",") if name.strip(" ")]
     if not names:
         return hooks
-    unknown = [name for name in names if name not in FIELDS]
-    if unknown:
-        raise InvalidQuery(f"Query parameter fields names unknown field(s) "
-                           f"{', '.join(map(repr, unknown))}; hook fields are "
-                           f"{', '.join(FIELDS)}.")
-    keep = [name for name in FIELDS if (name in names) == include]
+    keep = [name for name in FIELDS if (name in names) == query["include_fields"]]
     return [{name: hook[name] for name in keep} for hook in hooks]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from hookengine.api.routes import MAX_PAGE
 from hookengine.hooks import (DEPENDENCIES, FIELD_SCHEMAS, FIELDS, HOOK_CREATE,  # noqa: F401
                               HOOK_UPDATE, NAME_PATTERN, TRIGGER_ID)
+from hookengine.triggers import TRIGGERS
 
 HOOK = {
     "type": "object",
@@ -16,16 +17,24 @@ HOOK = {
     "properties": {"id": {"type": "string"}, **FIELD_SCHEMAS, "triggerId": TRIGGER_ID},
 }
 
-HOOK_LIST = {
-    "oneOf": [
-        {"type": "array", "items": HOOK},
-        {"type": "object", "additionalProperties": False,
-         "required": ["total", "start", "limit", "hooks"],
-         "properties": {"total": {"type": "integer"}, "start": {"type": "integer"},
-                        "limit": {"type": "integer"}, "hooks": {"type": "array", "items": HOOK}}},
-    ],
-    "description": "A bare array, or {total, start, limit, hooks} with include_totals=true.",
-}
+
+def paged(items: dict, key: str) -> dict:
+    """A list response in Auth0's two shapes: a bare array, or {total, start, limit, <key>}."""
+    return {
+        "oneOf": [
+            {"type": "array", "items": items},
+            {"type": "object", "additionalProperties": False,
+             "required": ["total", "start", "limit", key],
+             "properties": {"total": {"type": "integer"}, "start": {"type": "integer"},
+                            "limit": {"type": "integer"},
+                            key: {"type": "array", "items": items}}},
+        ],
+        "description": f"A bare array, or {{total, start, limit, {key}}} with "
+                       "include_totals=true.",
+    }
+
+
+HOOK_LIST = paged(HOOK, "hooks")
 
 # No maxProperties here: the per-hook limit is the setting MAX_SECRETS (20, as Auth0), which
 # the secret store enforces with a message that counts the existing secrets too.
@@ -63,19 +72,42 @@ _FIELD = "(?:" + "|".join(FIELDS) + ")"
 FIELDS_QUERY = {
     "fields": {"type": "string", "pattern": f"^ *(?:{_FIELD} *)?(?:, *(?:{_FIELD} *)?)*$",
                "description": "Comma-separated fields to include (or exclude, with "
-                              "include_fields=false)."},
+                              "include_fields=false).",
+               "x-hint": f"list hook fields separated by commas, from {', '.join(FIELDS)}"},
     "include_fields": {"type": "boolean", "default": True,
                        "description": "Whether `fields` lists the fields to include (true) "
                                       "or to exclude (false)."},
 }
 
-LIST_QUERY = {
+# Paging as Auth0's lists take it; a list route adds its filters.
+PAGE_QUERY = {
     "page": {"type": "integer", "minimum": 0, "maximum": MAX_PAGE, "default": 0,
              "description": "0-based page."},
     "per_page": {"type": "integer", "minimum": 0, "maximum": 100, "default": 50},
     "include_totals": {"type": "boolean", "default": False,
-                       "description": "Return {total, start, limit, hooks} instead of an array."},
+                       "description": "Return {total, start, limit, <items>} instead of an "
+                                      "array."},
+}
+
+LIST_QUERY = {
+    **PAGE_QUERY,
     "enabled": {"type": "boolean", "description": "Only enabled (true) or disabled (false)."},
     "triggerId": TRIGGER_ID,
     **FIELDS_QUERY,
 }
+
+TRIGGER = {"type": "object", "properties": {
+    "id": {"type": "string"}, "entry_function": {"type": "string"},
+    "signature": {"type": "string"}, "params": {"type": "array", "items": {"type": "string"}},
+    "blocking": {"type": "boolean"}, "description": {"type": "string"}, "payload": {}}}
+
+TRIGGER_EXECUTE = {
+    "type": "object",
+    "description": "The trigger's parameters, e.g. {recipient, text, context} for "
+                   "send-phone-message.",
+    "examples": [TRIGGERS["send-phone-message"].sample_payload],
+}
+
+EXECUTE_RESPONSE = {"type": "object", "properties": {
+    "status": {"type": "string", "enum": ["success", "error"]}, "data": {},
+    "execution_id": {"type": "string"}}}

@@ -4,38 +4,30 @@ from __future__ import annotations
 
 from flask import Blueprint
 
+from hookengine.api import schemas
 from hookengine.api.routes import engine, json_body, route
 from hookengine.errors import NotFound
 from hookengine.triggers import TRIGGERS, get_trigger
 
 bp = Blueprint("triggers", __name__, url_prefix="/api/v2")
 
-TRIGGER = {"type": "object", "properties": {
-    "id": {"type": "string"}, "entry_function": {"type": "string"},
-    "signature": {"type": "string"}, "params": {"type": "array", "items": {"type": "string"}},
-    "blocking": {"type": "boolean"}, "description": {"type": "string"}, "payload": {}}}
-EXECUTE_RESPONSE = {"type": "object", "properties": {
-    "status": {"type": "string", "enum": ["success", "error"]}, "data": {},
-    "execution_id": {"type": "string"}}}
-
 
 @route(bp, "/triggers", "GET", scope="read:hooks", tag="triggers",
-       response={"type": "array", "items": TRIGGER}, summary="The five extensibility points")
+       response={"type": "array", "items": schemas.TRIGGER},
+       summary="The five extensibility points")
 def list_triggers():
     return [trigger.describe() for trigger in TRIGGERS.values()]
 
 
 @route(bp, "/triggers/<trigger_id>", "GET", scope="read:hooks", tag="triggers",
-       response=TRIGGER, summary="One extensibility point, with its sample payload")
+       response=schemas.TRIGGER, summary="One extensibility point, with its sample payload")
 def get_trigger_description(trigger_id):
     return get_trigger(trigger_id).describe()
 
 
 @route(bp, "/triggers/<trigger_id>/execute", "POST", scope="execute:hooks", tag="triggers",
-       body={"type": "object", "description": "The trigger's parameters, e.g. "
-             "{recipient, text, context} for send-phone-message.",
-             "examples": [TRIGGERS["send-phone-message"].sample_payload]},
-       response=EXECUTE_RESPONSE, summary="Run the enabled hook of a trigger (production path)",
+       body=schemas.TRIGGER_EXECUTE, response=schemas.EXECUTE_RESPONSE,
+       summary="Run the enabled hook of a trigger (production path)",
        errors=(400, 401, 403, 404, 413, 415))
 def execute_trigger(trigger_id):
     get_trigger(trigger_id)
