@@ -10,11 +10,9 @@ from hookengine.hooks import FIELDS
 
 bp = Blueprint("hooks", __name__, url_prefix="/api/v2")
 
-WRITE_ERRORS = (400, 401, 403, 404, 409, 413, 415)
-
 
 @route(bp, "/hooks", "GET", summary="Get hooks", scope="read:hooks",
-       response=schemas.HOOK_LIST, query=schemas.LIST_QUERY, errors=(400, 401, 403))
+       response=schemas.HOOK_LIST, query=schemas.LIST_QUERY)
 def get_hooks():
     """List hooks a page at a time, optionally by trigger or enabled state."""
     query = query_args()
@@ -25,7 +23,7 @@ def get_hooks():
 
 
 @route(bp, "/hooks", "POST", summary="Create a hook", scope="create:hooks", status=201,
-       body=schemas.HOOK_CREATE, response=schemas.HOOK, errors=(400, 401, 403, 409, 413, 415))
+       body=schemas.HOOK_CREATE, response=schemas.HOOK, errors=(409,))
 def create_hook():
     """Create a hook; 201 with its Location."""
     hook = engine().hooks.create(json_body())  # the store checks it against HOOK_CREATE
@@ -40,14 +38,14 @@ def get_hook(id):
 
 
 @route(bp, "/hooks/<id>", "PATCH", summary="Update a hook", scope="update:hooks",
-       body=schemas.HOOK_UPDATE, response=schemas.HOOK, errors=WRITE_ERRORS)
+       body=schemas.HOOK_UPDATE, response=schemas.HOOK, errors=(409,))
 def update_hook(id):
     """Change a hook's name, script, enabled state or dependencies."""
     return engine().hooks.update(id, json_body())  # checked against HOOK_UPDATE
 
 
 @route(bp, "/hooks/<id>", "DELETE", summary="Delete a hook", scope="delete:hooks",
-       status=204, errors=(400, 401, 403, 404))
+       status=204)
 def delete_hook(id):
     """Delete a hook and its secrets."""
     engine().hooks.delete(id)

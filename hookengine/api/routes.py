@@ -37,7 +37,7 @@ class Operation:
     response: dict | None = None
     query: dict = field(default_factory=dict)
     tag: str = "hooks"
-    errors: tuple[int, ...] = (400, 401, 403, 404)
+    errors: tuple[int, ...] = ()  # every error status it can answer (see error_statuses)
     content_type: str = "application/json"
     event_stream: bool = False
 
@@ -47,11 +47,13 @@ OPERATIONS: list[Operation] = []
 
 def route(blueprint, rule: str, method: str, *, summary: str, scope: str | None,
           status: int = 200, body: dict | None = None, response: dict | None = None,
-          query: dict | None = None, tag: str = "hooks", errors=(400, 401, 403, 404),
+          query: dict | None = None, tag: str = "hooks", errors: tuple[int, ...] = (),
           content_type: str = "application/json", event_stream: bool = False):
     """Register `view` on `blueprint` for `method rule`, guarded by `scope`, and document it.
 
     `event_stream`: the success response may also be text/event-stream (Server-Sent Events).
+    `errors`: error statuses the view itself may answer besides those `error_statuses`
+    derives from the declaration (409 for a name taken, say).
     """
     query = query or {}
     for name, schema in query.items():
@@ -67,10 +69,26 @@ def route(blueprint, rule: str, method: str, *, summary: str, scope: str | None,
         OPERATIONS.append(Operation(
             path=(blueprint.url_prefix or "") + rule, method=method.lower(), scope=scope,
             summary=summary, status=status, body=body, response=response,
-            query=query, tag=tag, errors=tuple(errors), content_type=content_type,
-            event_stream=event_stream))
+            query=query, tag=tag, content_type=content_type, event_stream=event_stream,
+            errors=error_statuses(rule, scope, body, event_stream, errors)))
         return guarded
     return decorator
+
+
+def error_statuses(rule: str, scope: str | None, body: dict | None, event_stream: bool,
+                   extra=()) -> tuple[int, ...]:
+    """Every error status a route can answer, from what its declaration says it does."""
+    statuses = {400, *extra}  # every route refuses unknown query parameters
+    if scope:
+        # A token is checked against the token table, so the database can be busy (503).
+        statuses |= {401, 403, 503}
+    if body is not None:
+        statuses |= {400, 413, 415}
+    if "<" in rule:  # a path parameter names something that may not exist
+        statuses.add(404)
+    if event_stream:
+        statuses.add(503)  # too many live streams
+    return tuple(sorted(statuses))
 
 
 def _checking_query(view, declared: dict[str, dict]):

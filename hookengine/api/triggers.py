@@ -27,8 +27,7 @@ def get_trigger_description(trigger_id):
 
 @route(bp, "/triggers/<trigger_id>/execute", "POST", scope="execute:hooks", tag="triggers",
        body=schemas.TRIGGER_EXECUTE, response=schemas.EXECUTE_RESPONSE,
-       summary="Run the enabled hook of a trigger (production path)",
-       errors=(400, 401, 403, 404, 413, 415))
+       summary="Run the enabled hook of a trigger (production path)")
 def execute_trigger(trigger_id):
     get_trigger(trigger_id)
     payload = json_body()
