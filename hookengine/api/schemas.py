@@ -104,8 +104,10 @@ TRIGGER = {"type": "object", "properties": {
 TRIGGER_EXECUTE = {
     "type": "object",
     "description": "The trigger's parameters, e.g. {recipient, text, context} for "
-                   "send-phone-message.",
-    "examples": [TRIGGERS["send-phone-message"].sample_payload],
+                   "send-phone-message; or, as POST /api/v2/hooks/{id}/run takes them, "
+                   "{\"payload\": {...}} wrapping them.",
+    "examples": [TRIGGERS["send-phone-message"].sample_payload,
+                 {"payload": TRIGGERS["send-phone-message"].sample_payload}],
 }
 
 EXECUTE_RESPONSE = {"type": "object", "properties": {

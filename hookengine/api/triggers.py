@@ -6,7 +6,7 @@ from flask import Blueprint
 
 from hookengine.api import schemas
 from hookengine.api.routes import engine, json_body, route
-from hookengine.errors import NotFound
+from hookengine.errors import BadRequest, NotFound
 from hookengine.triggers import TRIGGERS, get_trigger
 
 bp = Blueprint("triggers", __name__, url_prefix="/api/v2")
@@ -29,8 +29,7 @@ def get_trigger_description(trigger_id):
        body=schemas.TRIGGER_EXECUTE, response=schemas.EXECUTE_RESPONSE,
        summary="Run the enabled hook of a trigger (production path)")
 def execute_trigger(trigger_id):
-    get_trigger(trigger_id)
-    payload = json_body()
+    payload = _payload(get_trigger(trigger_id), json_body())
     hook = engine().hooks.enabled_for(trigger_id)
     if hook is None:
         raise NotFound(f"No hook is enabled for trigger {trigger_id!r}; enable one with "
@@ -41,3 +40,27 @@ def execute_trigger(trigger_id):
         return {"status": "success", "data": record["result"], "execution_id": record["id"]}
     error = {k: v for k, v in (record["error"] or {}).items() if k != "stack"}
     return {"status": "error", "data": error, "execution_id": record["id"]}
+
+
+def _payload(trigger, body):
+    """The trigger's parameters: the body itself, or, as the Run route takes them, the object
+    in a body of exactly {"payload": {...}}; 400 saying both shapes for anything else.
+
+    Only the shape is judged here; the runner checks the parameters' values.
+    """
+    wrapped = body.get("payload") if isinstance(body, dict) and len(body) == 1 else None
+    if isinstance(wrapped, dict):
+        return wrapped
+    unexpected = sorted(set(body) - set(trigger.params)) if isinstance(body, dict) else None
+    if unexpected is None or unexpected:
+        params = ", ".join(trigger.params)
+        got = ("unexpected " + ", ".join(map(repr, unexpected)) if unexpected
+               else _JSON_KINDS.get(type(body), "something else"))
+        raise BadRequest(f"The body must be {{{params}}} (the parameters of "
+                         f"{trigger.entry_function}), or {{\"payload\": {{{params}}}}} as "
+                         f"POST /api/v2/hooks/{{id}}/run takes them; got {got}.")
+    return body
+
+
+_JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number",
+               bool: "a boolean"}
