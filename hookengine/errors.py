@@ -31,6 +31,21 @@ class HookEngineError(Exception):
             body["errors"] = self.errors
         return body
 
+    @classmethod
+    def for_status(cls, code: int, message: str) -> HookEngineError:
+        """The engine's error for an HTTP status that another layer chose (werkzeug, waitress).
+
+        A status with its own class gets it (413 is `payload_too_large` wherever it is
+        raised); any other keeps the status, with an error code made from its phrase.
+        """
+        known = _BY_STATUS.get(code)
+        if known is not None:
+            return known(message)
+        error = cls(message)
+        error.status_code = code
+        error.error_code = HTTPStatus(code).phrase.lower().replace(" ", "_")
+        return error
+
 
 class BadRequest(HookEngineError):
     status_code = 400
@@ -107,7 +122,16 @@ class ServiceUnavailable(HookEngineError):
 
 
 class ConfigError(HookEngineError):
-    """A setting has a value the engine cannot use; raised at start, never mid-request."""
+    """A setting or key the engine cannot use (500).
+
+    Mostly raised at start (a bad HOOKENGINE_* value, a key file that is not a Fernet key);
+    also mid-request when stored secrets cannot be decrypted with the configured key.
+    """
+
+
+# Statuses whose class is the engine's one error for them, whoever detects the condition.
+_BY_STATUS = {cls.status_code: cls for cls in (NotFound, MethodNotAllowed, PayloadTooLarge,
+                                               UnsupportedMediaType)}
 
 
 def register_error_handlers(app) -> None:
@@ -120,16 +144,7 @@ def register_error_handlers(app) -> None:
         return error.to_dict(), error.status_code
 
     def render_http(error: HTTPException):
-        mapped = {404: NotFound, 405: MethodNotAllowed, 413: PayloadTooLarge,
-                  415: UnsupportedMediaType}.get(error.code)
-        if mapped is None:
-            engine_error = HookEngineError(error.description or "")
-            engine_error.status_code = error.code or 500
-            engine_error.error_code = (HTTPStatus(engine_error.status_code).phrase
-                                       .lower().replace(" ", "_"))
-        else:
-            engine_error = mapped(_http_message(error))
-        response = render(engine_error)
+        response = render(HookEngineError.for_status(error.code or 500, _http_message(error)))
         if error.code == 405 and getattr(error, "valid_methods", None):
             return response[0], response[1], {"Allow": ", ".join(error.valid_methods)}
         return response

@@ -1,12 +1,13 @@
-"""Hook storage: hooks as records (names, one enabled per trigger) and their rows.
+"""Hook storage, and the rules of a hook's fields.
 
-What makes a script valid is in `hookengine.scripts`.
+The fields' rules are JSON Schemas (HOOK_CREATE, HOOK_UPDATE): the store checks every create and
+update with them, and the API serves the same ones in its OpenAPI document. What a schema cannot
+say (the script compiles, its PEP 723 block, installed dependencies) is in `hookengine.scripts`.
 """
 
 from __future__ import annotations
 
 import json
-import re
 
 from ulid import ULID
 
@@ -14,11 +15,59 @@ from hookengine.clock import utc_now
 from hookengine.errors import Conflict, NotFound, ValidationError
 from hookengine.scripts import ScriptMetadata, validate_script
 from hookengine.triggers import TRIGGERS
+from hookengine.validation import describe_all, schema_errors
 
 # Auth0's pattern: letters, digits, spaces and '-', not starting or ending with ' ' or '-'.
 NAME_PATTERN = r"^[a-zA-Z0-9]([ \-a-zA-Z0-9]*[a-zA-Z0-9])?$"
 FIELDS = ("id", "name", "script", "triggerId", "enabled", "dependencies")
 UPDATABLE = ("name", "script", "enabled", "dependencies")
+
+TRIGGER_ID = {"type": "string", "enum": list(TRIGGERS),
+              "description": "Extensibility point the hook runs for."}
+
+DEPENDENCIES = {
+    "type": "object",
+    "additionalProperties": {"type": "string"},
+    "description": "{package: version}: an exact version (9.13.0), a PEP 440 specifier "
+                   "(>=9,<10) or 'latest'. When sent, it wins over the script's PEP 723 block.",
+}
+
+# The fields a client writes (id is the store's; triggerId is set once, at creation).
+FIELD_SCHEMAS = {
+    "name": {"type": "string", "pattern": NAME_PATTERN, "description": "Name of this hook.",
+             "x-hint": "use letters, digits, spaces and -, not starting or ending with a space "
+                       "or -"},
+    "script": {"type": "string", "minLength": 1,
+               "description": "Python source defining the trigger's entry function."},
+    "enabled": {"type": "boolean",
+                "description": "Whether this hook runs; enabling one disables the other hook "
+                               "of its trigger."},
+    "dependencies": DEPENDENCIES,
+}
+
+_EXAMPLE_SCRIPT = ("def send_phone_message(recipient, text, context):\n"
+                   "    return {\"MessageID\": \"SM0001\"}\n")
+
+HOOK_CREATE = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name", "script", "triggerId"],
+    "properties": {**FIELD_SCHEMAS, "triggerId": TRIGGER_ID},
+    "x-hint": "send an object with name, script and triggerId, and optionally enabled and "
+              "dependencies",
+    "examples": [{"name": "send-sms", "script": _EXAMPLE_SCRIPT,
+                  "triggerId": "send-phone-message", "enabled": True}],
+}
+
+# triggerId is absent on purpose (as in Auth0's spec): a hook never changes trigger.
+HOOK_UPDATE = {
+    "type": "object",
+    "additionalProperties": False,
+    "minProperties": 1,
+    "properties": FIELD_SCHEMAS,
+    "x-hint": f"send an object with one or more of {', '.join(UPDATABLE)}",
+    "examples": [{"enabled": True}],
+}
 
 _COLUMNS = "id, name, script, trigger_id, enabled, dependencies"
 
@@ -32,8 +81,7 @@ class HookStore:
 
     def create(self, data: dict) -> dict:
         """Validate and store a new hook; the first hook of a trigger is enabled by default."""
-        dependencies = self._validated(data, ("name", "script", "triggerId"),
-                                       data.get("triggerId"), data.get("script"), None)
+        dependencies = self._validated(HOOK_CREATE, data)
         trigger_id = data["triggerId"]
         now = utc_now()
         hook_id = str(ULID())
@@ -78,21 +126,15 @@ class HookStore:
 
     def update(self, hook_id: str, data: dict) -> dict:
         """Change any of name, script, enabled, dependencies; the trigger never changes."""
-        if "triggerId" in data:
+        if isinstance(data, dict) and "triggerId" in data:
             raise ValidationError("Invalid hook", ["triggerId cannot be changed (the entry "
                                                    "function depends on it); create a new "
                                                    "hook for another trigger"])
-        if not data:
-            raise ValidationError("Invalid hook", ["send at least one of "
-                                                   + ", ".join(UPDATABLE)])
-        hook = self.get(hook_id)
+        hook = self.get(hook_id)  # 404 before 400, as for a hook's secrets
+        dependencies = self._validated(HOOK_UPDATE, data, hook)
         changes = {key: data[key] for key in UPDATABLE if key in data}
         if "script" in data or "dependencies" in data:
-            changes["dependencies"] = self._validated(
-                data, (), hook["triggerId"], data.get("script", hook["script"]),
-                hook["dependencies"])
-        else:
-            self._validated(data, (), None, None, None)
+            changes["dependencies"] = dependencies
         now = utc_now()
         with self.store.transaction() as db:
             if "name" in changes and changes["name"] != hook["name"]:
@@ -127,18 +169,28 @@ class HookStore:
         return validate_script(self.settings, script, trigger_id, dependencies,
                                fallback=fallback)
 
-    def _validated(self, data: dict, required: tuple[str, ...], trigger_id: str | None,
-                   script, fallback: dict | None) -> dict:
-        """Field and script problems in one 400; the dependencies in force otherwise."""
-        problems = [f"{key} is not a hook field; known: {', '.join(FIELDS[1:])}"
-                    for key in sorted(set(data) - set(FIELDS[1:]))]
-        problems += _field_problems(data, required)
+    def _validated(self, schema: dict, data, hook: dict | None = None) -> dict:
+        """Field and script problems in one 400; the dependencies in force otherwise.
+
+        `hook`: the saved hook an update applies to (its trigger, script and dependencies).
+        """
+        errors = schema_errors(schema, data)
+        problems = describe_all(errors)
+        if not isinstance(data, dict):
+            raise ValidationError("Invalid hook", problems)
+        # The script is checked too, so one answer lists every problem, unless the fields it
+        # needs are themselves broken.
+        broken = {error.absolute_path[0] for error in errors if error.absolute_path}
+        trigger_id = hook["triggerId"] if hook else data.get("triggerId")
+        script = data.get("script", hook["script"] if hook else None)
         dependencies: dict = {}
-        if trigger_id in TRIGGERS and isinstance(script, str) and script:
+        if ((hook is None or "script" in data or "dependencies" in data)
+                and not broken & {"script", "dependencies", "triggerId"}
+                and trigger_id in TRIGGERS and isinstance(script, str) and script):
             try:
-                dependencies, _ = self.validate_script(script, trigger_id,
-                                                       data.get("dependencies"),
-                                                       fallback=fallback)
+                dependencies, _ = self.validate_script(
+                    script, trigger_id, data.get("dependencies"),
+                    fallback=hook["dependencies"] if hook else None)
             except ValidationError as error:
                 if not problems:
                     raise
@@ -151,25 +203,6 @@ class HookStore:
         if db.execute("SELECT 1 FROM hooks WHERE name = ?", (name,)).fetchone():
             raise Conflict("Hook with the same name already exists.",
                            error_code="hook_conflict")
-
-
-def _field_problems(data: dict, required: tuple[str, ...]) -> list[str]:
-    """Problems with hook fields, for callers that skip the API's JSON Schema (CLI, tests)."""
-    problems = [f"{key} is required" for key in required if key not in data]
-    if "name" in data and not (isinstance(data["name"], str)
-                               and re.fullmatch(NAME_PATTERN, data["name"])):
-        problems.append(f"name {data['name']!r} must match {NAME_PATTERN} (letters, digits, "
-                        "spaces and -, not starting or ending with a space or -)")
-    if "script" in data and not (isinstance(data["script"], str) and data["script"]):
-        problems.append("script must be a non-empty string")
-    if "triggerId" in data and data["triggerId"] not in TRIGGERS:
-        problems.append(f"triggerId {data['triggerId']!r} is not one of "
-                        f"{', '.join(TRIGGERS)}")
-    if "enabled" in data and not isinstance(data["enabled"], bool):
-        problems.append("enabled must be true or false")
-    if "dependencies" in data and not isinstance(data["dependencies"], dict):
-        problems.append("dependencies must be an object of {package: version}")
-    return problems
 
 
 def _disable_others(db, trigger_id: str, hook_id: str, now: str) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from http import HTTPStatus
 
 import waitress.utilities
 from waitress import create_server
@@ -14,9 +13,7 @@ from hookengine.errors import HookEngineError
 def _json_error_response(self, ident=None):
     """waitress answers some requests itself, before the app sees them (a body over the
     limit, a malformed request line); give those the API's JSON error shape too."""
-    error = HookEngineError(f"{self.reason}: {self.body}")
-    error.status_code = self.code
-    error.error_code = HTTPStatus(self.code).phrase.lower().replace(" ", "_")
+    error = HookEngineError.for_status(self.code, f"{self.reason}: {self.body}")
     body = json.dumps(error.to_dict()).encode()
     return f"{self.code} {self.reason}", [("Content-Type", "application/json")], body
 

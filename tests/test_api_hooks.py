@@ -355,3 +355,58 @@ def test_sample_hooks_are_accepted_as_they_are(make_hook, path):
     assert problems == []
     hook = make_hook(name=path.stem.replace("_", "-"), script=script, triggerId=declared.trigger)
     assert hook["dependencies"] == declared.dependencies
+
+
+def test_store_and_api_refuse_with_the_same_rules(client, headers, engine):
+    body = {"name": "trailing\n", "script": "def f(:", "triggerId": "send-phone-message",
+            "colour": "red"}
+    response = client.post(HOOKS, json=body, headers=headers)
+    with pytest.raises(ValidationError) as raised:
+        engine.hooks.create(body)
+    assert response.status_code == 400
+    assert response.json["errors"] == raised.value.errors
+    assert [e.split(":")[0].split(" ")[0] for e in raised.value.errors] == [
+        "Additional", "name", "Line"]
+
+
+@pytest.mark.parametrize("body, says", [
+    ({**GOOD, "name": "-x"}, "use letters, digits, spaces and -"),
+    ({"name": "x"}, "send an object with name, script and triggerId"),
+    ([GOOD], "send an object with name, script and triggerId"),
+])
+def test_field_problems_say_what_to_send(client, headers, body, says):
+    response = client.post(HOOKS, json=body, headers=headers)
+    assert response.status_code == 400
+    assert says in response.json["message"]
+    assert response.json["message"].count(says) == 1
+
+
+def test_every_query_problem_comes_in_one_answer(client, headers):
+    response = client.get(f"{HOOKS}?page=-1&per_page=x&enabled=maybe&triggerId=nope&sort=name",
+                          headers=headers)
+    assert response.status_code == 400
+    assert response.json["errorCode"] == "invalid_query_string"
+    errors = response.json["errors"]
+    assert [e.split(" ")[2] if e.startswith("Query") else e.split(" ")[3] for e in errors] == [
+        "'sort';", "page", "per_page", "enabled", "triggerId"]
+    assert all(e in response.json["message"] for e in errors)
+
+
+def test_query_defaults_are_documented_and_used(client, headers, make_hook):
+    hooks = [make_hook() for _ in range(3)]
+    doc = client.get("/api/v2/openapi.json").json
+    query = {p["name"]: p["schema"] for p in doc["paths"][HOOKS]["get"]["parameters"]}
+    assert (query["page"]["default"], query["per_page"]["default"]) == (0, 50)
+    assert query["include_totals"]["default"] is False
+    listed = client.get(f"{HOOKS}?include_totals=true", headers=headers).json
+    assert (listed["start"], listed["limit"], listed["hooks"]) == (0, 50, hooks)
+
+
+def test_route_refuses_a_query_type_it_cannot_convert():
+    from flask import Blueprint
+
+    from hookengine.api.routes import route
+
+    with pytest.raises(TypeError, match="'ratio'"):
+        route(Blueprint("x", __name__), "/x", "GET", summary="x", scope=None,
+              query={"ratio": {"type": "number"}})

@@ -83,3 +83,28 @@ def test_unexpected_fault_is_500_without_a_stack(app, client, caplog):
     assert body["message"] == "An unexpected error occurred; see the engine log."
     assert b"Traceback" not in response.data and b"internal detail" not in response.data
     assert "internal detail" in caplog.text  # the operator still gets it, in the engine log
+
+
+@pytest.mark.parametrize("code, error_code", [
+    (413, "payload_too_large"), (404, "inexistent_resource"),
+    (431, "request_header_fields_too_large"), (400, "bad_request"),
+])
+def test_an_error_for_a_status_from_another_layer_uses_the_engines_codes(code, error_code):
+    from hookengine.errors import HookEngineError
+
+    error = HookEngineError.for_status(code, "said by the server")
+    assert error.to_dict() == {"statusCode": code, "error": error.to_dict()["error"],
+                               "message": "said by the server", "errorCode": error_code}
+
+
+def test_waitress_answers_in_the_same_shape_and_codes():
+    import json
+
+    from waitress.utilities import RequestEntityTooLarge
+
+    import hookengine.server  # noqa: F401 (installs the JSON answer)
+
+    status, headers, body = RequestEntityTooLarge("exceeds the limit").to_response()
+    assert status == "413 Request Entity Too Large"
+    assert ("Content-Type", "application/json") in headers
+    assert json.loads(body)["errorCode"] == "payload_too_large"

@@ -114,3 +114,42 @@ def test_credentials_exchange_must_return_an_object(client, auth, make_hook):
                        headers=auth("execute:hooks")).json
     assert body["status"] == "error"
     assert body["data"]["name"] == "InvalidResponseError"
+
+
+def test_execute_also_takes_the_run_routes_payload_wrapper(client, auth, make_hook):
+    make_hook(script=script_of("send-phone-message", SCRIPTS["send-phone-message"]))
+    sample = TRIGGERS["send-phone-message"].sample_payload
+    url = "/api/v2/triggers/send-phone-message/execute"
+    bare = client.post(url, json=sample, headers=auth("execute:hooks")).json
+    wrapped = client.post(url, json={"payload": sample}, headers=auth("execute:hooks")).json
+    assert bare["data"] == wrapped["data"] == EXPECTED["send-phone-message"]
+    record = client.get(f"/api/v2/executions/{wrapped['execution_id']}",
+                        headers=auth("read:hooks")).json
+    assert record["payload"] == sample
+
+
+@pytest.mark.parametrize("body, got", [
+    ([1], "got an array"), ("hi", "got a string"),
+    ({"payload": {"recipient": "+1"}, "script": "x"}, "got unexpected 'payload', 'script'"),
+    ({"recipient": "+1", "colour": "red"}, "got unexpected 'colour'"),
+])
+def test_execute_body_of_neither_shape_is_400_naming_both(client, auth, body, got):
+    # No hook is enabled: the body is judged first.
+    response = client.post("/api/v2/triggers/send-phone-message/execute", json=body,
+                           headers=auth("execute:hooks"))
+    assert response.status_code == 400
+    message = response.json["message"]
+    assert message.startswith("The body must be {recipient, text, context} (the parameters "
+                              "of send_phone_message), or {\"payload\": {recipient, text, "
+                              "context}}")
+    assert message.endswith(f"; {got}.")
+
+
+def test_run_with_a_bare_payload_is_400_naming_what_the_body_takes(client, auth, make_hook):
+    hook = make_hook()
+    response = client.post(f"/api/v2/hooks/{hook['id']}/run",
+                           json=TRIGGERS["send-phone-message"].sample_payload,
+                           headers=auth("execute:hooks"))
+    assert response.status_code == 400
+    assert ("('context', 'recipient', 'text' were unexpected); send the trigger's parameters "
+            'inside payload: {"payload": {...}}') in response.json["message"]

@@ -1,8 +1,8 @@
 """Route declaration shared by every blueprint: scope, schemas and docs in one place.
 
 `route()` registers a view with its required scope and its request/response JSON Schemas;
-the same schemas validate request bodies (`json_body`) and build /api/v2/openapi.json, so
-the document cannot drift from the code.
+the same schemas validate request bodies (`json_body`) and query strings (`query_args`) and
+build /api/v2/openapi.json, so the document cannot drift from the code.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import functools
 import re
 from dataclasses import dataclass, field
 
-from flask import current_app, request
-from jsonschema import Draft202012Validator
+from flask import current_app, g, request
 
 from hookengine.auth import require_scope
 from hookengine.errors import BadRequest, InvalidQuery, UnsupportedMediaType, ValidationError
+from hookengine.validation import matches, schema_problems
 
 # Largest `page`: page * per_page must fit SQLite's 64-bit OFFSET (and a JavaScript number).
 MAX_PAGE = 2**31 - 1
@@ -37,7 +37,7 @@ class Operation:
     response: dict | None = None
     query: dict = field(default_factory=dict)
     tag: str = "hooks"
-    errors: tuple[int, ...] = (400, 401, 403, 404)
+    errors: tuple[int, ...] = ()  # every error status it can answer (see error_statuses)
     content_type: str = "application/json"
     event_stream: bool = False
 
@@ -47,41 +47,131 @@ OPERATIONS: list[Operation] = []
 
 def route(blueprint, rule: str, method: str, *, summary: str, scope: str | None,
           status: int = 200, body: dict | None = None, response: dict | None = None,
-          query: dict | None = None, tag: str = "hooks", errors=(400, 401, 403, 404),
+          query: dict | None = None, tag: str = "hooks", errors: tuple[int, ...] = (),
           content_type: str = "application/json", event_stream: bool = False):
     """Register `view` on `blueprint` for `method rule`, guarded by `scope`, and document it.
 
     `event_stream`: the success response may also be text/event-stream (Server-Sent Events).
+    `errors`: error statuses the view itself may answer besides those `error_statuses`
+    derives from the declaration (409 for a name taken, say).
     """
+    query = query or {}
+    for name, schema in query.items():
+        if schema.get("type") not in _CONVERTERS:
+            raise TypeError(f"query parameter {name!r} of {method} {rule}: route() converts "
+                            f"types {', '.join(_CONVERTERS)}, not {schema.get('type')!r}")
+
     def decorator(view):
-        checked = _checking_query(view, tuple(query or {}))
+        checked = _checking_query(view, query)
         guarded = require_scope(scope)(checked) if scope else checked
         blueprint.add_url_rule(rule, endpoint=f"{view.__name__}", view_func=guarded,
                                methods=[method])
         OPERATIONS.append(Operation(
             path=(blueprint.url_prefix or "") + rule, method=method.lower(), scope=scope,
             summary=summary, status=status, body=body, response=response,
-            query=query or {}, tag=tag, errors=tuple(errors), content_type=content_type,
-            event_stream=event_stream))
+            query=query, tag=tag, content_type=content_type, event_stream=event_stream,
+            errors=error_statuses(rule, scope, body, event_stream, errors)))
         return guarded
     return decorator
 
 
-def _checking_query(view, known: tuple[str, ...]):
-    """400 for a query parameter the route does not take, or one sent more than once."""
+def error_statuses(rule: str, scope: str | None, body: dict | None, event_stream: bool,
+                   extra=()) -> tuple[int, ...]:
+    """Every error status a route can answer, from what its declaration says it does."""
+    statuses = {400, *extra}  # every route refuses unknown query parameters
+    if scope:
+        # A token is checked against the token table, so the database can be busy (503).
+        statuses |= {401, 403, 503}
+    if body is not None:
+        statuses |= {400, 413, 415}
+    if "<" in rule:  # a path parameter names something that may not exist
+        statuses.add(404)
+    if event_stream:
+        statuses.add(503)  # too many live streams
+    return tuple(sorted(statuses))
+
+
+def _checking_query(view, declared: dict[str, dict]):
+    """Convert the query string against the declared schemas (see `query_args`) first."""
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
-        unknown = [name for name in request.args if name not in known]
-        if unknown:
-            accepted = ", ".join(known) if known else "no query parameters"
-            raise InvalidQuery(f"Unknown query parameter(s) {', '.join(map(repr, unknown))}; "
-                               f"this route accepts {accepted}.")
-        repeated = [name for name in known if len(request.args.getlist(name)) > 1]
-        if repeated:
-            raise InvalidQuery(f"Query parameter(s) {', '.join(repeated)} sent more than once; "
-                               "send each at most once.")
+        g.query = _converted_query(declared)
         return view(*args, **kwargs)
     return wrapper
+
+
+def query_args() -> dict:
+    """The request's query parameters, converted: every declared one, with its value, its
+    schema's `default` when not sent, or None."""
+    return g.query
+
+
+def _converted_query(declared: dict[str, dict]) -> dict:
+    """Each declared parameter converted; one 400 naming every problem (unknown parameters,
+    repeated ones, values their schema refuses)."""
+    problems = []
+    unknown = [name for name in request.args if name not in declared]
+    if unknown:
+        accepted = ", ".join(declared) if declared else "no query parameters"
+        problems.append(f"Unknown query parameter(s) {', '.join(map(repr, unknown))}; "
+                        f"this route accepts {accepted}.")
+    repeated = [name for name in declared if len(request.args.getlist(name)) > 1]
+    if repeated:
+        problems.append(f"Query parameter(s) {', '.join(repeated)} sent more than once; "
+                        "send each at most once.")
+    values = {}
+    for name, schema in declared.items():
+        raw = request.args.get(name)
+        if raw is None:
+            values[name] = schema.get("default")
+        elif name not in repeated:
+            values[name], problem = _convert(name, raw, schema)
+            if problem:
+                problems.append(problem)
+    if problems:
+        raise InvalidQuery(" ".join(problems), errors=problems if len(problems) > 1 else None)
+    return values
+
+
+def _convert(name: str, raw: str, schema: dict) -> tuple[object, str | None]:
+    """(value, None), or (None, what is wrong with `raw` for a parameter of `schema`)."""
+    shown = repr(raw) if len(raw) <= 30 else repr(raw[:30]) + "..."
+    value, expected = _CONVERTERS[schema["type"]](raw)
+    if expected:
+        return None, f"Query parameter {name} must be {expected} (got {shown})."
+    low, high = schema.get("minimum"), schema.get("maximum")
+    if value is _HUGE or (low is not None and value < low) or (high is not None and value > high):
+        bounds = [f"at least {low}"] * (low is not None) + [f"at most {high}"] * (high is not None)
+        expected = " and ".join(bounds) or f"an integer of at most {_DIGITS} digits"
+        return None, f"Query parameter {name} must be {expected} (got {shown})."
+    if "enum" in schema and value not in schema["enum"]:
+        return None, (f"Query parameter {name} must be one of "
+                      f"{', '.join(map(str, schema['enum']))} (got {shown}).")
+    if "pattern" in schema and not matches(schema["pattern"], value):
+        hint = schema.get("x-hint")
+        wrong = f"is not valid (got {shown}); {hint}" if hint else \
+            f"must match {schema['pattern']} (got {shown})"
+        return None, f"Query parameter {name} {wrong}."
+    return value, None
+
+
+_HUGE = object()  # an integer too long to be in any range: not converted at all
+_DIGITS = 30
+
+
+def _integer(raw: str):
+    # int() alone would also take "1_000", " 7 " and non-ASCII digits such as "٣".
+    if not re.fullmatch(r"[+-]?[0-9]+", raw):
+        return None, "an integer"
+    return (int(raw) if len(raw) <= _DIGITS else _HUGE), None
+
+
+def _boolean(raw: str):
+    value = {"true": True, "1": True, "false": False, "0": False}.get(raw.lower())
+    return (None, "true or false") if value is None else (value, None)
+
+
+_CONVERTERS = {"integer": _integer, "boolean": _boolean, "string": lambda raw: (raw, None)}
 
 
 def engine():
@@ -108,11 +198,9 @@ def json_body(schema: dict | None = None):
         raise BadRequest("The request body is not valid JSON; check quotes, commas and "
                          "brackets.")
     if schema is not None:
-        problems = sorted(Draft202012Validator(schema).iter_errors(data),
-                          key=lambda e: list(e.absolute_path))
+        problems = schema_problems(schema, data)
         if problems:
-            raise ValidationError("Payload validation error",
-                                  [_describe(p) for p in problems])
+            raise ValidationError("Payload validation error", problems)
     return data
 
 
@@ -131,46 +219,6 @@ def _depth(data) -> int:
         deepest = max(deepest, depth + 1)
         stack.extend((item, depth + 1) for item in value)
     return deepest
-
-
-def _describe(error) -> str:
-    where = "/".join(str(p) for p in error.absolute_path)
-    return f"{where}: {error.message}" if where else error.message
-
-
-def query_int(name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    # int() alone would also take "1_000", " 7 " and non-ASCII digits such as "٣".
-    if not re.fullmatch(r"[+-]?[0-9]+", raw):
-        raise InvalidQuery(f"Query parameter {name} must be an integer (got {raw!r}).")
-    value = int(raw) if len(raw) <= 30 else None  # None: far out of any range
-    if value is None or value < minimum or (maximum is not None and value > maximum):
-        bound = f" and at most {maximum}" if maximum is not None else ""
-        shown = raw if len(raw) <= 30 else raw[:30] + "..."
-        raise InvalidQuery(f"Query parameter {name} must be at least {minimum}{bound} "
-                           f"(got {shown}).")
-    return value
-
-
-def query_bool(name: str, default: bool | None = None) -> bool | None:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    if raw.lower() in ("true", "1"):
-        return True
-    if raw.lower() in ("false", "0"):
-        return False
-    raise InvalidQuery(f"Query parameter {name} must be true or false (got {raw!r}).")
-
-
-def query_choice(name: str, choices: list[str]) -> str | None:
-    raw = request.args.get(name)
-    if raw is not None and raw not in choices:
-        raise InvalidQuery(f"Query parameter {name} must be one of {', '.join(choices)} "
-                           f"(got {raw[:40]!r}).")
-    return raw
 
 
 def paginate(total: int, items: list, page: int, per_page: int, key: str, include_totals: bool):

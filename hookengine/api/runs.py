@@ -8,8 +8,8 @@ import time
 
 from flask import Blueprint, Response, g, request, stream_with_context
 
-from hookengine.api.routes import (MAX_PAGE, engine, json_body, paginate, query_bool,
-                                   query_choice, query_int, route)
+from hookengine.api.routes import MAX_PAGE, engine, json_body, paginate, query_args, route
+from hookengine.api.schemas import PAGE_QUERY, paged
 from hookengine.auth import check_scope
 from hookengine.clock import as_utc_text
 from hookengine.errors import BadRequest, InvalidQuery, MissingSecrets, ServiceUnavailable
@@ -61,10 +61,10 @@ RUN_BODY = {"type": "object", "additionalProperties": False, "properties": {
     "script": {"type": "string", "minLength": 1,
                "description": "Run this draft instead of the saved script (not saved)."},
     "dependencies": {"type": "object", "additionalProperties": {"type": "string"}}},
+    "x-hint": "send the trigger's parameters inside payload: {\"payload\": {...}}; script "
+              "and dependencies run an unsaved draft",
     "examples": [{}, {"payload": TRIGGERS["send-phone-message"].sample_payload}]}
-PAGING = {"page": {"type": "integer", "minimum": 0, "maximum": MAX_PAGE},
-          "per_page": {"type": "integer", "minimum": 1, "maximum": 100},
-          "include_totals": {"type": "boolean"}}
+PAGING = {**PAGE_QUERY, "per_page": {**PAGE_QUERY["per_page"], "minimum": 1}}
 EXECUTION_FILTERS = {
     "status": {"type": "string", "enum": list(Status)},
     "source": {"type": "string", "enum": list(SOURCES)},
@@ -80,8 +80,7 @@ FOLLOW_POLL_SECONDS = 0.25
 
 @route(bp, "/hooks/<id>/run", "POST", scope="execute:hooks", body=RUN_BODY,
        response=EXECUTION, summary="Run a hook (or an unsaved draft of it, which also "
-       "needs update:hooks) on a payload",
-       tag="runs", errors=(400, 401, 403, 404, 413, 415))
+       "needs update:hooks) on a payload", tag="runs")
 def run_hook(id):
     """The Run button: a test run, recorded like any other."""
     body = json_body(RUN_BODY)
@@ -108,17 +107,7 @@ def secrets_hint(hook_id: str):
                               "running it.") from None
 
 
-EXECUTION_LIST = {
-    "oneOf": [
-        {"type": "array", "items": EXECUTION},
-        {"type": "object", "additionalProperties": False,
-         "required": ["total", "start", "limit", "executions"],
-         "properties": {"total": {"type": "integer"}, "start": {"type": "integer"},
-                        "limit": {"type": "integer"},
-                        "executions": {"type": "array", "items": EXECUTION}}},
-    ],
-    "description": "A bare array, or {total, start, limit, executions} with include_totals=true.",
-}
+EXECUTION_LIST = paged(EXECUTION, "executions")
 
 
 @route(bp, "/hooks/<id>/executions", "GET", scope="read:hooks",
@@ -139,19 +128,18 @@ def list_all_executions():
 
 
 def _executions(filters: dict):
-    page, per_page = query_int("page", 0, maximum=MAX_PAGE), query_int("per_page", 50, 1, 100)
-    for name in ("status", "source"):
-        filters[name] = query_choice(name, EXECUTION_FILTERS[name]["enum"])
+    query = query_args()
+    filters.update(status=query["status"], source=query["source"])
     for name in ("from", "to"):
-        raw = request.args.get(name)
+        raw = query[name]
         try:
             filters[name] = None if raw is None else as_utc_text(raw)
         except ValueError:
             raise InvalidQuery(f"Query parameter {name} must be an ISO 8601 time such as "
                                f"2026-12-01T09:30:00Z (got {raw[:40]!r}).") from None
+    page, per_page = query["page"], query["per_page"]
     total, items = engine().executions.list(filters, page, per_page)
-    return paginate(total, items, page, per_page, "executions",
-                    query_bool("include_totals", False))
+    return paginate(total, items, page, per_page, "executions", query["include_totals"])
 
 
 @route(bp, "/executions/<execution_id>", "GET", scope="read:hooks", response=EXECUTION,
@@ -162,7 +150,7 @@ def get_execution(execution_id):
 
 
 @route(bp, "/hooks/<id>/logs", "GET", scope="read:hooks", tag="runs", event_stream=True,
-       query={"follow": {"type": "boolean"},
+       query={"follow": {"type": "boolean", "default": False},
               "after": {"type": "integer", "minimum": 0, "maximum": MAX_PAGE,
                         "description": "With follow=true: stream the lines after this "
                         "position (the `id` of an event; default: now). A reconnecting "
@@ -171,12 +159,12 @@ def get_execution(execution_id):
            **LOG_LINE, "properties": {**LOG_LINE["properties"],
                                       "execution_id": {"type": "string"}}}}}},
        summary="Log lines of recent executions, newest first; ?follow=true streams each line "
-       "as it is printed", errors=(400, 401, 403, 404, 503))
+       "as it is printed")
 def hook_logs(id):
     """Recent lines, or (follow) a live stream of Server-Sent Events."""
     engine().hooks.get(id)
-    after = query_int("after", None, 0, MAX_PAGE)  # checked even when unused: no silent typos
-    if not query_bool("follow", False):
+    after = query_args()["after"]  # checked even when unused: no silent typos
+    if not query_args()["follow"]:
         return {"logs": engine().executions.log_lines(
             id, engine().settings["EXECUTIONS_PER_HOOK_LOGS"])}
     resume = request.headers.get("Last-Event-ID")

@@ -1,68 +1,40 @@
-"""JSON Schemas of the hooks and secrets API: they validate requests and build the OpenAPI doc."""
+"""JSON Schemas of the API: they validate requests and build the OpenAPI doc.
+
+A hook's fields are the hook store's rules (`hookengine.hooks`), re-exported here for the
+document; the store checks them on every create and update.
+"""
 
 from __future__ import annotations
 
 from hookengine.api.routes import MAX_PAGE
-from hookengine.hooks import FIELDS, NAME_PATTERN
+from hookengine.hooks import (DEPENDENCIES, FIELD_SCHEMAS, FIELDS, HOOK_CREATE,  # noqa: F401
+                              HOOK_UPDATE, NAME_PATTERN, TRIGGER_ID)
 from hookengine.triggers import TRIGGERS
-
-TRIGGER_ID = {"type": "string", "enum": list(TRIGGERS),
-              "description": "Extensibility point the hook runs for."}
-
-DEPENDENCIES = {
-    "type": "object",
-    "additionalProperties": {"type": "string"},
-    "description": "{package: version}: an exact version (9.13.0), a PEP 440 specifier "
-                   "(>=9,<10) or 'latest'. When sent, it wins over the script's PEP 723 block.",
-}
-
-_HOOK_FIELDS = {
-    "name": {"type": "string", "pattern": NAME_PATTERN, "description": "Name of this hook."},
-    "script": {"type": "string", "minLength": 1,
-               "description": "Python source defining the trigger's entry function."},
-    "enabled": {"type": "boolean",
-                "description": "Whether this hook runs; enabling one disables the other hook "
-                               "of its trigger."},
-    "dependencies": DEPENDENCIES,
-}
 
 HOOK = {
     "type": "object",
     "additionalProperties": False,
-    "properties": {"id": {"type": "string"}, **_HOOK_FIELDS, "triggerId": TRIGGER_ID},
+    "properties": {"id": {"type": "string"}, **FIELD_SCHEMAS, "triggerId": TRIGGER_ID},
 }
 
-_EXAMPLE_SCRIPT = ("def send_phone_message(recipient, text, context):\n"
-                   "    return {\"MessageID\": \"SM0001\"}\n")
 
-HOOK_CREATE = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["name", "script", "triggerId"],
-    "properties": {**_HOOK_FIELDS, "triggerId": TRIGGER_ID},
-    "examples": [{"name": "send-sms", "script": _EXAMPLE_SCRIPT,
-                  "triggerId": "send-phone-message", "enabled": True}],
-}
+def paged(items: dict, key: str) -> dict:
+    """A list response in Auth0's two shapes: a bare array, or {total, start, limit, <key>}."""
+    return {
+        "oneOf": [
+            {"type": "array", "items": items},
+            {"type": "object", "additionalProperties": False,
+             "required": ["total", "start", "limit", key],
+             "properties": {"total": {"type": "integer"}, "start": {"type": "integer"},
+                            "limit": {"type": "integer"},
+                            key: {"type": "array", "items": items}}},
+        ],
+        "description": f"A bare array, or {{total, start, limit, {key}}} with "
+                       "include_totals=true.",
+    }
 
-# triggerId is absent on purpose (as in Auth0's spec): a hook never changes trigger.
-HOOK_UPDATE = {
-    "type": "object",
-    "additionalProperties": False,
-    "minProperties": 1,
-    "properties": _HOOK_FIELDS,
-    "examples": [{"enabled": True}],
-}
 
-HOOK_LIST = {
-    "oneOf": [
-        {"type": "array", "items": HOOK},
-        {"type": "object", "additionalProperties": False,
-         "required": ["total", "start", "limit", "hooks"],
-         "properties": {"total": {"type": "integer"}, "start": {"type": "integer"},
-                        "limit": {"type": "integer"}, "hooks": {"type": "array", "items": HOOK}}},
-    ],
-    "description": "A bare array, or {total, start, limit, hooks} with include_totals=true.",
-}
+HOOK_LIST = paged(HOOK, "hooks")
 
 # No maxProperties here: the per-hook limit is the setting MAX_SECRETS (20, as Auth0), which
 # the secret store enforces with a message that counts the existing secrets too.
@@ -100,19 +72,44 @@ _FIELD = "(?:" + "|".join(FIELDS) + ")"
 FIELDS_QUERY = {
     "fields": {"type": "string", "pattern": f"^ *(?:{_FIELD} *)?(?:, *(?:{_FIELD} *)?)*$",
                "description": "Comma-separated fields to include (or exclude, with "
-                              "include_fields=false)."},
+                              "include_fields=false).",
+               "x-hint": f"list hook fields separated by commas, from {', '.join(FIELDS)}"},
     "include_fields": {"type": "boolean", "default": True,
                        "description": "Whether `fields` lists the fields to include (true) "
                                       "or to exclude (false)."},
 }
 
-LIST_QUERY = {
+# Paging as Auth0's lists take it; a list route adds its filters.
+PAGE_QUERY = {
     "page": {"type": "integer", "minimum": 0, "maximum": MAX_PAGE, "default": 0,
              "description": "0-based page."},
     "per_page": {"type": "integer", "minimum": 0, "maximum": 100, "default": 50},
     "include_totals": {"type": "boolean", "default": False,
-                       "description": "Return {total, start, limit, hooks} instead of an array."},
+                       "description": "Return {total, start, limit, <items>} instead of an "
+                                      "array."},
+}
+
+LIST_QUERY = {
+    **PAGE_QUERY,
     "enabled": {"type": "boolean", "description": "Only enabled (true) or disabled (false)."},
     "triggerId": TRIGGER_ID,
     **FIELDS_QUERY,
 }
+
+TRIGGER = {"type": "object", "properties": {
+    "id": {"type": "string"}, "entry_function": {"type": "string"},
+    "signature": {"type": "string"}, "params": {"type": "array", "items": {"type": "string"}},
+    "blocking": {"type": "boolean"}, "description": {"type": "string"}, "payload": {}}}
+
+TRIGGER_EXECUTE = {
+    "type": "object",
+    "description": "The trigger's parameters, e.g. {recipient, text, context} for "
+                   "send-phone-message; or, as POST /api/v2/hooks/{id}/run takes them, "
+                   "{\"payload\": {...}} wrapping them.",
+    "examples": [TRIGGERS["send-phone-message"].sample_payload,
+                 {"payload": TRIGGERS["send-phone-message"].sample_payload}],
+}
+
+EXECUTE_RESPONSE = {"type": "object", "properties": {
+    "status": {"type": "string", "enum": ["success", "error"]}, "data": {},
+    "execution_id": {"type": "string"}}}

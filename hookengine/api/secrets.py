@@ -10,7 +10,6 @@ from hookengine.api.routes import engine, json_body, route
 bp = Blueprint("secrets", __name__, url_prefix="/api/v2")
 
 PATH = "/hooks/<id>/secrets"
-WRITE_ERRORS = (400, 401, 403, 404, 409, 413, 415)
 
 
 @route(bp, PATH, "GET", summary="Get a hook's secrets (values hidden)", scope="read:hooks",
@@ -22,7 +21,7 @@ def get_secrets(id):
 
 
 @route(bp, PATH, "POST", summary="Add secrets to a hook", scope="update:hooks", status=201,
-       body=schemas.SECRETS_SET, response=schemas.EMPTY, tag="secrets", errors=WRITE_ERRORS)
+       body=schemas.SECRETS_SET, response=schemas.EMPTY, tag="secrets", errors=(409,))
 def add_secrets(id):
     """Add new secrets; 409 when a name is already set."""
     engine().hooks.get(id)  # 404 for an unknown hook before looking at the body
@@ -31,7 +30,7 @@ def add_secrets(id):
 
 
 @route(bp, PATH, "PATCH", summary="Update a hook's secrets", scope="update:hooks",
-       body=schemas.SECRETS_SET, response=schemas.EMPTY, tag="secrets", errors=WRITE_ERRORS)
+       body=schemas.SECRETS_SET, response=schemas.EMPTY, tag="secrets")
 def update_secrets(id):
     """Replace the values of existing secrets; 404 names the unknown ones."""
     engine().hooks.get(id)
@@ -40,8 +39,7 @@ def update_secrets(id):
 
 
 @route(bp, PATH, "DELETE", summary="Delete secrets of a hook", scope="delete:hooks",
-       status=204, body=schemas.SECRET_NAMES, tag="secrets",
-       errors=(400, 401, 403, 404, 413, 415))
+       status=204, body=schemas.SECRET_NAMES, tag="secrets")
 def delete_secrets(id):
     """Delete the named secrets."""
     engine().hooks.get(id)
