@@ -50,39 +50,61 @@ def main():
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
 @data_dir_option
 def serve(host, port, data_dir):
     """Run the engine behind a production WSGI server (waitress)."""
     from hookengine import create_app
+    from hookengine.errors import HookEngineError
     from hookengine.sandbox import describe_layers
     from hookengine.server import make_server
+    from hookengine.serverlock import ServerLock
 
-    app = create_app({"DATA_DIR": data_dir} if data_dir else None)
-    engine = app.extensions["hookengine"]
-    interrupted = engine.executions.mark_interrupted()
-    if interrupted:
-        click.echo(f"marked {interrupted} execution(s) cut off by the last stop as "
-                   "interrupted", err=True)
-    engine.sandbox_for({})  # start the zygotes now: the first Run must not pay for them
-    engine.sandbox
-    server = make_server(app, host, port)
-
-    def stop(signum, frame):
-        raise KeyboardInterrupt  # unwinds server.run() below, so cleanup runs
-
-    signal.signal(signal.SIGTERM, stop)
-    click.echo(f"hookengine serving on http://{server.effective_host}:{server.effective_port} "
-               f"(data: {Path(engine.settings['DATA_DIR']).resolve()}; sandbox layers: "
-               f"{describe_layers(engine.sandbox.layers)})", err=True)
+    overrides = {"DATA_DIR": data_dir} if data_dir else None
     try:
-        server.run()
-    except KeyboardInterrupt:
-        pass
+        settings = load_settings(overrides)
+        # First of all: everything below assumes this is the data directory's only server
+        # (marking runs interrupted, the zygotes' directories, the port).
+        lock = ServerLock(settings["DATA_DIR"]).acquire()
+    except HookEngineError as error:
+        raise click.ClickException(error.message) from None
+    engine = server = None
+    try:
+        lock.reset_socket_dirs()
+        app = create_app(overrides, lock=lock)
+        engine = app.extensions["hookengine"]
+        interrupted = engine.executions.mark_interrupted(lock.last_alive)
+        if interrupted:
+            click.echo(f"marked {interrupted} execution(s) cut off by the last stop as "
+                       "interrupted", err=True)
+        engine.sandbox_for({})  # start the zygotes now: the first Run must not pay for them
+        engine.sandbox
+        try:
+            server = make_server(app, host, port)
+        except OSError as error:  # the port is taken, or the host is not this machine's
+            raise click.ClickException(
+                f"cannot listen on {host}:{port}: {error.strerror or error}; stop what uses "
+                "it, or choose another --host/--port") from None
+
+        def stop(signum, frame):
+            raise KeyboardInterrupt  # unwinds server.run() below, so cleanup runs
+
+        signal.signal(signal.SIGTERM, stop)
+        click.echo(f"hookengine serving on http://{server.effective_host}:"
+                   f"{server.effective_port} (data: {lock.data_dir}; sandbox layers: "
+                   f"{describe_layers(engine.sandbox.layers)})", err=True)
+        try:
+            server.run()
+        except KeyboardInterrupt:
+            pass
     finally:
-        server.close()
-        engine.close()
-        click.echo("hookengine stopped", err=True)
+        if server is not None:
+            server.close()
+        if engine is not None:
+            engine.close()
+        lock.release()
+        if server is not None:
+            click.echo("hookengine stopped", err=True)
 
 
 @main.group()

@@ -17,7 +17,7 @@ UID_RANGE = 1000  # uids per zygote (its concurrent executions); see sandbox/zyg
 class Engine:
     """Store, tokens, secrets, hooks, executions and the runner, wired together."""
 
-    def __init__(self, settings: dict, sandbox=None):
+    def __init__(self, settings: dict, sandbox=None, lock=None):
         from hookengine.executions import ExecutionStore
         from hookengine.hooks import HookStore
         from hookengine.runner import Runner
@@ -37,6 +37,9 @@ class Engine:
         self._sandboxes = {"full": sandbox, "bare": sandbox}
         self._owns_sandbox = sandbox is None
         self._sandbox_lock = threading.Lock()
+        # The data directory's ServerLock when this engine is the server's: its zygotes then
+        # use the directory's own socket directories, which the next server cleans up.
+        self.lock = lock
         self.runner = Runner(self)
         # Live log streams each hold a server thread: keep most threads for runs.
         self.followers = threading.BoundedSemaphore(max(1, settings["SERVER_THREADS"] // 4))
@@ -61,8 +64,9 @@ class Engine:
 
                     # Each zygote its own range of uids: runs never share a uid.
                     offset = 0 if kind == "full" else UID_RANGE
-                    self._sandboxes[kind] = sandbox_from(self.settings, packages,
-                                                         offset).start()
+                    socket_dir = self.lock.socket_dir(kind) if self.lock else None
+                    self._sandboxes[kind] = sandbox_from(self.settings, packages, offset,
+                                                         socket_dir).start()
         return self._sandboxes[kind]
 
     def close(self) -> None:

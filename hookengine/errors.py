@@ -96,6 +96,10 @@ class ConfigError(HookEngineError):
     """A setting has a value the engine cannot use; raised at start, never mid-request."""
 
 
+class DataDirInUse(HookEngineError):
+    """Another `hookengine serve` holds the data directory's lock (see serverlock.py)."""
+
+
 def register_error_handlers(app) -> None:
     """Render HookEngineError, werkzeug's HTTP errors and unexpected faults as Auth0 JSON."""
     import sqlite3

@@ -86,14 +86,17 @@ class ExecutionStore:
                                    (hook_id,))
         return row[0] or 0
 
-    def mark_interrupted(self) -> int:
+    def mark_interrupted(self, last_alive: str | None = None) -> int:
         """At `hookengine serve` start: executions a previous server left 'running' were cut
-        off. (Only the server calls it: a CLI command opening the same store must not.)"""
+        off. (Only the server calls it: a CLI command opening the same store must not.)
+
+        `last_alive` is the previous server's last heartbeat: an execution ended no later
+        than that (and no earlier than it started). Without one, it is dated now."""
         with self.store.transaction() as db:
             cursor = db.execute("UPDATE executions SET status = 'interrupted', error = ?, "
-                                "ended_at = ?, finished_seq = (" + NEXT_SEQ + ") "
-                                "WHERE status = 'running'",
-                                (json.dumps(INTERRUPTED), utc_now()))
+                                "ended_at = MAX(started_at, ?), "
+                                "finished_seq = (" + NEXT_SEQ + ") WHERE status = 'running'",
+                                (json.dumps(INTERRUPTED), last_alive or utc_now()))
         return cursor.rowcount
 
     def purge(self) -> int:

@@ -28,13 +28,15 @@ def limits_from(settings: dict) -> Limits:
                   max_file_bytes=settings["MAX_FILE_BYTES"])
 
 
-def sandbox_from(settings: dict, packages: list[str], uid_offset: int = 0) -> Sandbox:
+def sandbox_from(settings: dict, packages: list[str], uid_offset: int = 0,
+                 socket_dir: str | None = None) -> Sandbox:
     """A zygote (not yet started) from the settings: the one place they become its layers."""
     ca_bundle = settings["CA_BUNDLE"]
     return Sandbox(packages, uid_base=settings["SANDBOX_UID"] + uid_offset,
                    seccomp=settings["SECCOMP"], namespaces=settings["NAMESPACES"],
                    jail=settings["JAIL"], disk_bytes=settings["DISK_BYTES"],
-                   ca_bundle=os.path.abspath(ca_bundle) if ca_bundle else "")
+                   ca_bundle=os.path.abspath(ca_bundle) if ca_bundle else "",
+                   socket_dir=socket_dir)
 
 
 def build_job(settings: dict, trigger, script: str, dependencies: dict, payload: dict,

@@ -83,7 +83,8 @@ class Sandbox:
 
     def __init__(self, packages: list[str], uid_base: int = 61000, seccomp: bool = True,
                  namespaces: bool = True, python: str = sys.executable, jail: bool = True,
-                 disk_bytes: int = 8 * 1024 * 1024, ca_bundle: str = ""):
+                 disk_bytes: int = 8 * 1024 * 1024, ca_bundle: str = "",
+                 socket_dir: str | None = None):
         self.packages = packages
         self.uid_base = uid_base
         self.seccomp = seccomp
@@ -95,7 +96,9 @@ class Sandbox:
         self.layers: dict = {}
         self.process: subprocess.Popen | None = None
         self._lock = threading.Lock()
-        self._dir = tempfile.mkdtemp(prefix="hookengine-zygote-")  # short path: AF_UNIX limit
+        # An empty directory of the caller's (the server's, named after its data directory,
+        # so a killed server's is found and removed), or a fresh one. Short: AF_UNIX limit.
+        self._dir = socket_dir or tempfile.mkdtemp(prefix="hookengine-zygote-")
         self.socket_path = os.path.join(self._dir, "zygote.sock")
 
     def start(self) -> "Sandbox":
