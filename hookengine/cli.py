@@ -11,13 +11,17 @@ from pathlib import Path
 import click
 from dotenv import dotenv_values
 
-from hookengine.config import load_settings
+from hookengine.config import load_settings, unknown_variables
+from hookengine.errors import ConfigError, DataDirInUse
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
 
 def _settings(data_dir: str | None) -> dict:
-    return load_settings({"DATA_DIR": data_dir} if data_dir else None)
+    try:
+        return load_settings({"DATA_DIR": data_dir} if data_dir else None)
+    except ConfigError as error:  # a bad setting is one line, not a traceback
+        raise click.ClickException(error.message) from None
 
 
 def _engine(data_dir: str | None):
@@ -55,18 +59,21 @@ def main():
 def serve(host, port, data_dir):
     """Run the engine behind a production WSGI server (waitress)."""
     from hookengine import create_app
-    from hookengine.errors import HookEngineError
     from hookengine.sandbox import describe_layers
     from hookengine.server import make_server
     from hookengine.serverlock import ServerLock
 
     overrides = {"DATA_DIR": data_dir} if data_dir else None
+    settings = _settings(data_dir)
+    # Warned, not refused: the environment is shared with other tools and versions, and a
+    # setting an upgrade retires must not stop the engine from starting.
+    for warning in unknown_variables():
+        click.echo(f"warning: {warning}", err=True)
     try:
-        settings = load_settings(overrides)
         # First of all: everything below assumes this is the data directory's only server
         # (marking runs interrupted, the zygotes' directories, the port).
         lock = ServerLock(settings["DATA_DIR"]).acquire()
-    except HookEngineError as error:
+    except DataDirInUse as error:
         raise click.ClickException(error.message) from None
     engine = server = None
     try:
@@ -191,7 +198,7 @@ def run(target, payload, secrets_file, url, token):
     if Path(target).is_file():
         from hookengine.localrun import run_file
 
-        record = run_file(Path(target), payload, _read_env_file(secrets_file), load_settings())
+        record = run_file(Path(target), payload, _read_env_file(secrets_file), _settings(None))
     else:
         record = _api(url, token).post(f"/hooks/{target}/run", {"payload": payload}
                                        if payload is not None else {})
