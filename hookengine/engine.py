@@ -69,6 +69,14 @@ class Engine:
                                                          socket_dir).start()
         return self._sandboxes[kind]
 
+    def started_zygotes(self) -> dict:
+        """The zygotes started so far, by kind (a sandbox shared by both kinds counts once)."""
+        started = {}
+        for kind, sandbox in self._sandboxes.items():
+            if sandbox is not None and all(sandbox is not s for s in started.values()):
+                started[kind] = sandbox
+        return started
+
     def close(self) -> None:
         if self._owns_sandbox:
             for sandbox in self._sandboxes.values():

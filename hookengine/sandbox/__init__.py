@@ -27,7 +27,7 @@ from hookengine.sandbox.deps import allowed_roots
 from hookengine.sandbox.egress import EgressPolicy
 from hookengine.sandbox.isolation import Limits
 from hookengine.sandbox.policy import compile_hook
-from hookengine.sandbox.protocol import frame, read_frame
+from hookengine.sandbox.protocol import PING, PONG, frame, read_frame
 
 # The package's API: the rest of the engine imports from here, never from a submodule.
 __all__ = ["HOOK_FILENAME", "EgressPolicy", "Job", "Limits", "Sandbox", "SandboxResult",
@@ -171,6 +171,24 @@ class Sandbox:
             return SandboxResult("killed", error={"name": "SandboxError", "message": reason,
                                                   "stack": ""})
         return interpret(json.loads(payload), job.limits)
+
+    def ping(self, timeout: float) -> None:
+        """Check that the zygote answers, without restarting it when it does not (that is
+        `ensure_running`'s job); raises OSError saying what is wrong."""
+        process = self.process
+        if process is None or process.poll() is not None:
+            raise ConnectionRefusedError("the zygote process is not running")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(timeout)
+            conn.connect(self.socket_path)
+            conn.sendall(frame(PING))
+            reply = read_frame(conn, limit=len(PONG))
+        if reply != PONG:
+            raise ConnectionError("the zygote closed the connection without answering")
+
+    def ensure_running(self) -> None:
+        """Restart the zygote if it died (runs do this themselves before they start)."""
+        self._ensure_running()
 
     def close(self) -> None:
         with self._lock:

@@ -9,6 +9,9 @@ import struct
 
 FRAME = struct.Struct("!I")
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
+# A request frame that is a health check (GET /readyz), not a job; answered PONG.
+PING = b'{"ping": true}'
+PONG = b'{"pong": true}'  # what the zygote's json.dumps({"pong": True}) sends
 
 
 def read_frame(sock: socket.socket, limit: int = MAX_REQUEST_BYTES) -> bytes | None:
