@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 
 
-def create_app(test_config: dict | None = None, env_file: str | None = ".env", sandbox=None):
+def create_app(test_config: dict | None = None, env_file: str | None = ".env", sandbox=None,
+               lock=None):
     """Build the Flask app: settings -> store -> services -> blueprints -> error handlers.
 
     `sandbox` lets tests share one running zygote between apps; by default each engine starts
-    its own on first use.
+    its own on first use. `lock`: the data directory's ServerLock, held (`hookengine serve`).
     """
     from flask import Flask
 
@@ -24,7 +25,7 @@ def create_app(test_config: dict | None = None, env_file: str | None = ".env", s
     app = Flask(__name__)
     app.config.update(MAX_CONTENT_LENGTH=settings["MAX_BODY_BYTES"], JSON_SORT_KEYS=False)
     app.json.sort_keys = False
-    engine = Engine(settings, sandbox=sandbox)
+    engine = Engine(settings, sandbox=sandbox, lock=lock)
     app.extensions["hookengine"] = engine
     api.init_app(app)
     register_error_handlers(app)

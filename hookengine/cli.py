@@ -11,13 +11,17 @@ from pathlib import Path
 import click
 from dotenv import dotenv_values
 
-from hookengine.config import load_settings
+from hookengine.config import load_settings, unknown_variables
+from hookengine.errors import ConfigError, DataDirInUse
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
 
 def _settings(data_dir: str | None) -> dict:
-    return load_settings({"DATA_DIR": data_dir} if data_dir else None)
+    try:
+        return load_settings({"DATA_DIR": data_dir} if data_dir else None)
+    except ConfigError as error:  # a bad setting is one line, not a traceback
+        raise click.ClickException(error.message) from None
 
 
 def _engine(data_dir: str | None):
@@ -50,42 +54,67 @@ def main():
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
 @data_dir_option
 def serve(host, port, data_dir):
     """Run the engine behind a production WSGI server (waitress)."""
     from hookengine import create_app
     from hookengine.sandbox import describe_layers
     from hookengine.server import make_server
+    from hookengine.serverlock import ServerLock
 
-    app = create_app({"DATA_DIR": data_dir} if data_dir else None)
-    engine = app.extensions["hookengine"]
-    interrupted = engine.executions.mark_interrupted()
-    if interrupted:
-        click.echo(f"marked {interrupted} execution(s) cut off by the last stop as "
-                   "interrupted", err=True)
-    engine.sandboxes.start()  # now: the first Run must not pay for starting them
-    server = make_server(app, host, port)
-
-    def stop(signum, frame):
-        # Streams first: waitress waits for its threads as soon as it is interrupted, and
-        # a live log stream holds one until told to end.
-        engine.end_streams()
-        raise KeyboardInterrupt  # unwinds server.run() below, so cleanup runs
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    click.echo(f"hookengine serving on http://{server.effective_host}:{server.effective_port} "
-               f"(data: {Path(engine.settings['DATA_DIR']).resolve()}; sandbox layers: "
-               f"{describe_layers(engine.sandboxes.layers)})", err=True)
+    overrides = {"DATA_DIR": data_dir} if data_dir else None
+    settings = _settings(data_dir)
+    # Warned, not refused: the environment is shared with other tools and versions, and a
+    # setting an upgrade retires must not stop the engine from starting.
+    for warning in unknown_variables():
+        click.echo(f"warning: {warning}", err=True)
     try:
-        server.run()
-    except KeyboardInterrupt:
-        pass
+        # First of all: everything below assumes this is the data directory's only server
+        # (marking runs interrupted, the zygotes' directories, the port).
+        lock = ServerLock(settings["DATA_DIR"]).acquire()
+    except DataDirInUse as error:
+        raise click.ClickException(error.message) from None
+    engine = server = None
+    try:
+        lock.reset_socket_dirs()
+        app = create_app(overrides, lock=lock)
+        engine = app.extensions["hookengine"]
+        interrupted = engine.executions.mark_interrupted(lock.last_alive)
+        if interrupted:
+            click.echo(f"marked {interrupted} execution(s) cut off by the last stop as "
+                       "interrupted", err=True)
+        engine.sandboxes.start()  # now: the first Run must not pay for starting them
+        try:
+            server = make_server(app, host, port)
+        except OSError as error:  # the port is taken, or the host is not this machine's
+            raise click.ClickException(
+                f"cannot listen on {host}:{port}: {error.strerror or error}; stop what uses "
+                "it, or choose another --host/--port") from None
+
+        def stop(signum, frame):
+            # Streams first: waitress waits for its threads as soon as it is interrupted,
+            # and a live log stream holds one until told to end.
+            engine.end_streams()
+            raise KeyboardInterrupt  # unwinds server.run() below, so cleanup runs
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        click.echo(f"hookengine serving on http://{server.effective_host}:"
+                   f"{server.effective_port} (data: {lock.data_dir}; sandbox layers: "
+                   f"{describe_layers(engine.sandboxes.layers)})", err=True)
+        try:
+            server.run()
+        except KeyboardInterrupt:
+            pass
     finally:
-        server.close()
-        engine.close()
-        click.echo("hookengine stopped", err=True)
+        if server is not None:
+            server.close()
+        if engine is not None:
+            engine.close()
+        lock.release()
+        if server is not None:
+            click.echo("hookengine stopped", err=True)
 
 
 @main.group()
@@ -172,7 +201,7 @@ def run(target, payload, secrets_file, url, token):
     if Path(target).is_file():
         from hookengine.localrun import run_file
 
-        record = run_file(Path(target), payload, _read_env_file(secrets_file), load_settings())
+        record = run_file(Path(target), payload, _read_env_file(secrets_file), _settings(None))
     else:
         record = _api(url, token).post(f"/hooks/{target}/run", {"payload": payload}
                                        if payload is not None else {})

@@ -17,3 +17,9 @@ def as_utc_text(value: str) -> str:
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace(
         "+00:00", "Z")
+
+
+def utc_from_timestamp(timestamp: float) -> str:
+    """A POSIX time (a file's mtime) in the same form as utc_now()."""
+    return (datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
+import ipaddress
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -13,6 +16,14 @@ from dotenv import dotenv_values
 from hookengine.errors import ConfigError
 
 PREFIX = "HOOKENGINE_"
+# HOOKENGINE_* variables that are not settings: the CLI's client commands read them (cli.py).
+CLIENT_VARIABLES = ("URL", "TOKEN")
+# A host HOOKENGINE_EGRESS_ALLOW may name: dot-separated labels of letters, digits, `-` and
+# `_` (what the egress guard lets a hook look up, sandbox/egress.py HOST_NAME), optionally
+# after `*.`. The guard matches entries with fnmatch, so any other `*`, `?` or `[` would allow
+# more than the entry seems to say, and a name it cannot match would allow nothing.
+EGRESS_HOST = re.compile(r"(\*\.)?([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.)*"
+                         r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 
 
 def as_bool(name: str, value: str) -> bool:
@@ -48,6 +59,25 @@ def as_list(name: str, value: str | list) -> list[str]:
     if isinstance(value, list):
         return value
     return [item.strip() for item in str(value).split(",") if item.strip()]
+
+
+def as_egress_list(name: str, value: str | list) -> list[str]:
+    """Hosts, `*.domain` wildcards and CIDRs; every entry that is none of them is named."""
+    items = as_list(name, value)
+    bad = [item for item in items if not _is_egress_entry(item)]
+    if bad:
+        raise ConfigError(f"{PREFIX}{name} entries {', '.join(map(repr, bad))} are not a host "
+                          "name, a *.domain wildcard or an address/CIDR, e.g. "
+                          "api.example.com,*.example.org,203.0.113.0/24")
+    return items
+
+
+def _is_egress_entry(item: str) -> bool:
+    try:
+        ipaddress.ip_network(item, strict=False)
+        return True
+    except ValueError:
+        return len(item) <= 253 and EGRESS_HOST.fullmatch(item) is not None
 
 
 def as_host_map(name: str, value: str | dict) -> dict[str, str]:
@@ -108,7 +138,7 @@ SETTINGS = (
             "each of the two zygotes)."),
     Setting("ALLOWED_PACKAGES", "twilio,vonage,requests", as_list,
             "Packages hooks may declare and import (must be installed)."),
-    Setting("EGRESS_ALLOW", "", as_list,
+    Setting("EGRESS_ALLOW", "", as_egress_list,
             "Extra hosts (`*.example.com` allowed) or CIDRs hooks may connect to."),
     Setting("HOST_MAP", "", as_host_map,
             "`host=url,...`: send a provider host to another base URL (e.g. a local stand-in)."),
@@ -160,6 +190,24 @@ def load_settings(overrides: dict | None = None, env_file: str | os.PathLike | N
     if unknown:
         raise ConfigError(f"Unknown setting(s): {', '.join(PREFIX + u for u in unknown)}")
     return {name: BY_NAME[name].cast(name, value) for name, value in raw.items()}
+
+
+def unknown_variables(env_file: str | os.PathLike | None = ".env",
+                      environ: dict | None = None) -> list[str]:
+    """A warning for each HOOKENGINE_* variable (environment or `.env`) that is no setting:
+    a mistyped name leaves its setting at the default, so name it and the closest setting."""
+    sources = [("the environment", os.environ if environ is None else environ)]
+    if env_file and Path(env_file).is_file():
+        sources.append((str(env_file), dotenv_values(env_file)))
+    warnings = []
+    for where, values in sources:
+        for key in sorted(values):
+            name = key[len(PREFIX):]
+            if key.startswith(PREFIX) and name not in BY_NAME and name not in CLIENT_VARIABLES:
+                close = difflib.get_close_matches(name, list(BY_NAME), n=1)
+                hint = f" (did you mean {PREFIX}{close[0]}?)" if close else ""
+                warnings.append(f"{key} in {where} is not a setting{hint}; it is ignored")
+    return warnings
 
 
 def _prefixed(values: dict) -> dict[str, Any]:

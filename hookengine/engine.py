@@ -18,10 +18,12 @@ log = logging.getLogger(__name__)
 class Engine:
     """Store, tokens, secrets, hooks, executions, the zygotes and the runner, wired together.
 
-    `sandbox` (tests) is one running zygote that serves every hook.
+    `sandbox` (tests) is one running zygote that serves every hook. `lock` is the data
+    directory's ServerLock when this engine is the server's: its zygotes then use the
+    directory's own socket directories, which the next server cleans up.
     """
 
-    def __init__(self, settings: dict, sandbox=None):
+    def __init__(self, settings: dict, sandbox=None, lock=None):
         self.settings = settings
         self.store = Store(settings["DATA_DIR"]).open()
         self.tokens = TokenStore(self.store)
@@ -30,7 +32,9 @@ class Engine:
                                    settings["MAX_SECRETS"], settings["MAX_SECRET_BYTES"])
         self.hooks = HookStore(self.store, settings)
         self.executions = ExecutionStore(self.store, settings)
-        self.sandboxes = sandboxes_from(settings, shared=sandbox)
+        self.lock = lock
+        self.sandboxes = sandboxes_from(settings, shared=sandbox, socket_dirs={
+            kind: lock.socket_dir(kind) for kind in ("full", "bare")} if lock else None)
         self.runner = Runner(settings, self.sandboxes, self.executions, self.secrets)
         # Live log streams each hold a server thread: keep most threads for runs.
         self.followers = threading.BoundedSemaphore(max(1, settings["SERVER_THREADS"] // 4))

@@ -134,6 +134,10 @@ _BY_STATUS = {cls.status_code: cls for cls in (NotFound, MethodNotAllowed, Paylo
                                                UnsupportedMediaType)}
 
 
+class DataDirInUse(HookEngineError):
+    """Another `hookengine serve` holds the data directory's lock (see serverlock.py)."""
+
+
 def register_error_handlers(app) -> None:
     """Render HookEngineError, werkzeug's HTTP errors and unexpected faults as Auth0 JSON."""
     import sqlite3

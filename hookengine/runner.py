@@ -17,7 +17,7 @@ from hookengine.errors import MissingSecrets
 from hookengine.executions import error_line
 from hookengine.sandbox import EgressPolicy, Job, Limits, Sandboxes, Status, failure
 from hookengine.scripts import missing_secrets, validate_script
-from hookengine.secrets import redact
+from hookengine.secrets import redact, redact_fields
 from hookengine.triggers import Trigger, get_trigger
 
 log = logging.getLogger(__name__)
@@ -35,14 +35,14 @@ def limits_from(settings: dict) -> Limits:
                   max_file_bytes=settings["MAX_FILE_BYTES"])
 
 
-def sandboxes_from(settings: dict, packages: list[str] | None = None,
-                   shared=None) -> Sandboxes:
+def sandboxes_from(settings: dict, packages: list[str] | None = None, shared=None,
+                   socket_dirs: dict[str, str] | None = None) -> Sandboxes:
     """The zygotes (not yet started) from the settings: the one place they become its layers.
 
     `packages` narrows what the SDK zygote preloads (a local run needs only its hook's)."""
     ca_bundle = settings["CA_BUNDLE"]
     return Sandboxes(settings["ALLOWED_PACKAGES"] if packages is None else packages,
-                     uid_base=settings["SANDBOX_UID"], shared=shared,
+                     uid_base=settings["SANDBOX_UID"], shared=shared, socket_dirs=socket_dirs,
                      seccomp=settings["SECCOMP"], namespaces=settings["NAMESPACES"],
                      jail=settings["JAIL"], disk_bytes=settings["DISK_BYTES"],
                      ca_bundle=os.path.abspath(ca_bundle) if ca_bundle else "")
@@ -120,7 +120,7 @@ class Runner:
         started = time.perf_counter()
         try:
             outcome = self.sandboxes.for_dependencies(plan.job.dependencies).execute(
-                plan.job, lambda lines: executions.add_lines(record, redact(lines, secrets)))
+                plan.job, lambda lines: executions.add_lines(record, _redacted(lines, secrets)))
         except Exception:
             # An engine fault must not leave the record 'running' forever; the error itself
             # still reaches the error handler (500, logged with its stack).
@@ -131,11 +131,11 @@ class Runner:
             raise
         status, result, error = shape_outcome(plan.trigger, outcome)
         record.update(status=status, result=redact(result, secrets),
-                      error=redact(error, secrets),
+                      error=redact_fields(error, secrets),
                       stats={"total_duration_ms": round((time.perf_counter() - started) * 1000,
                                                         3), **outcome.stats})
         try:
-            executions.finish(record, redact(outcome.logs, secrets))
+            executions.finish(record, _redacted(outcome.logs, secrets))
         except sqlite3.OperationalError:
             # The hook already ran (an SMS may be out): answer with its outcome rather than a
             # 503 that invites a retry. The row stays 'running' and is marked interrupted at
@@ -153,6 +153,11 @@ class Runner:
             removed = self.executions.purge()
             if removed:
                 log.info("Deleted %d executions past the retention period", removed)
+
+
+def _redacted(lines: list[dict], secrets: dict[str, str]) -> list[dict]:
+    """Lines with secrets redacted from what the hook wrote: their messages and requests."""
+    return [redact_fields(line, secrets, ("message", "request")) for line in lines]
 
 
 class LocalExecutions:

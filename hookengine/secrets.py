@@ -156,3 +156,14 @@ def redact(data, secrets: dict[str, str]):
         else:
             copy.update((scrub(k), scrub(v)) for k, v in value.items())
     return top
+
+
+def redact_fields(record: dict | None, secrets: dict[str, str],
+                  fields: tuple[str, ...] | None = None) -> dict | None:
+    """`redact` for an object the engine shapes (an error, a log line): the values of
+    `fields` (default: all) only, so a short secret value can never rename a field ("time")
+    or change a value the engine wrote ("stdout")."""
+    if record is None:
+        return None
+    return {key: redact(value, secrets) if fields is None or key in fields else value
+            for key, value in record.items()}

@@ -160,6 +160,18 @@ class Store:
     def query_one(self, sql: str, params=()) -> sqlite3.Row | None:
         return self.connection().execute(sql, params).fetchone()
 
+    def check_writable(self, timeout: float) -> None:
+        """Take the write lock and give it back (GET /readyz), on a connection of its own
+        that waits at most `timeout` for another writer; raises sqlite3.Error if it cannot.
+        mode=rw: a database file that went missing is an error, not a new empty file."""
+        db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=rw", uri=True,
+                             timeout=timeout, isolation_level=None)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("ROLLBACK")
+        finally:
+            db.close()
+
     def close(self) -> None:
         with self._lock:
             for _, db in self._connections:

@@ -26,7 +26,8 @@ from jsonschema import Draft202012Validator
 
 from hookengine import create_app
 # Importing the blueprints registers their operations: the document is complete at import.
-from hookengine.api import hooks, openapi, runs, schemas, secrets, triggers  # noqa: F401
+from hookengine.api import (health, hooks, openapi, runs, schemas,  # noqa: F401
+                            secrets, triggers)
 from hookengine.api.routes import MAX_BODY_DEPTH, MAX_PAGE
 from hookengine.triggers import TRIGGERS
 

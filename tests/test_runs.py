@@ -184,9 +184,25 @@ def test_hook_printing_its_secret_is_redacted_everywhere(client, auth, hook,
     record = run(client, auth, hook["id"], {"payload": payload}).json
     raw = json.dumps(record)
     assert "k-123" not in raw and "[secret:API_KEY]" in raw
-    database = sqlite3.connect(engine.store.path).execute(
-        "SELECT payload, result, logs FROM executions").fetchall()
-    assert "k-123" not in json.dumps(database)
+    database = sqlite3.connect(engine.store.path)
+    stored = [database.execute("SELECT payload, result FROM executions").fetchall(),
+              database.execute("SELECT message, request FROM log_lines").fetchall()]
+    assert "k-123" not in json.dumps(stored)
+
+
+def test_a_one_letter_secret_never_renames_a_line_field(client, auth, make_hook):
+    """Lines and errors are the engine's shapes: only what the hook wrote is redacted."""
+    hook = make_hook(script="def send_phone_message(recipient, text, context):\n"
+                            "    print('it is', context.webtask.secrets.S)\n"
+                            "    raise ValueError('stop ' + context.webtask.secrets.S)\n")
+    client.post(f"/api/v2/hooks/{hook['id']}/secrets", json={"S": "t"},
+                headers=auth("update:hooks"))
+    record = run(client, auth, hook["id"], {}).json
+    assert [(line["stream"], line["message"]) for line in record["logs"]][0] == (
+        "stdout", "i[secret:S] is [secret:S]")
+    assert set(record["logs"][0]) == {"time", "stream", "message"}
+    assert set(record["error"]) == {"name", "message", "stack"}
+    assert record["error"]["message"] == "s[secret:S]op [secret:S]"
 
 
 def test_executions_are_listed_newest_first_with_totals(client, auth, hook):

@@ -1,10 +1,11 @@
-"""The HTTP API under /api/v2: thin blueprints over the engine's services."""
+"""The HTTP API under /api/v2 (and /healthz, /readyz): thin blueprints over the engine's
+services."""
 
 from __future__ import annotations
 
 
 def init_app(app) -> None:
-    from hookengine.api import hooks, openapi, runs, secrets, triggers
+    from hookengine.api import health, hooks, openapi, runs, secrets, triggers
 
-    for module in (hooks, secrets, runs, triggers, openapi):
+    for module in (hooks, secrets, runs, triggers, openapi, health):
         app.register_blueprint(module.bp)

@@ -30,7 +30,8 @@ from hookengine.sandbox.deps import allowed_roots
 from hookengine.sandbox.egress import EgressPolicy
 from hookengine.sandbox.isolation import Limits
 from hookengine.sandbox.policy import compile_hook
-from hookengine.sandbox.protocol import ANSWER, DATA, END, LINE, RecordReader, frame, read_frame
+from hookengine.sandbox.protocol import (ANSWER, DATA, END, LINE, PING, PONG, RecordReader,
+                                         frame, read_frame)
 
 # The package's API: the rest of the engine imports from here, never from a submodule.
 __all__ = ["HOOK_FILENAME", "LOG_STREAMS", "EgressPolicy", "Job", "Limits", "Sandbox",
@@ -88,7 +89,8 @@ class Sandbox:
 
     def __init__(self, packages: list[str], uid_base: int = 61000, seccomp: bool = True,
                  namespaces: bool = True, python: str = sys.executable, jail: bool = True,
-                 disk_bytes: int = 8 * 1024 * 1024, ca_bundle: str = ""):
+                 disk_bytes: int = 8 * 1024 * 1024, ca_bundle: str = "",
+                 socket_dir: str | None = None):
         self.packages = packages
         self.uid_base = uid_base
         self.seccomp = seccomp
@@ -100,7 +102,9 @@ class Sandbox:
         self.layers: dict = {}
         self.process: subprocess.Popen | None = None
         self._lock = threading.Lock()
-        self._dir = tempfile.mkdtemp(prefix="hookengine-zygote-")  # short path: AF_UNIX limit
+        # An empty directory of the caller's (the server's, named after its data directory,
+        # so a killed server's is found and removed), or a fresh one. Short: AF_UNIX limit.
+        self._dir = socket_dir or tempfile.mkdtemp(prefix="hookengine-zygote-")
         self.socket_path = os.path.join(self._dir, "zygote.sock")
 
     def start(self) -> "Sandbox":
@@ -182,6 +186,24 @@ class Sandbox:
         result.logs = output.finish()
         return result
 
+    def ping(self, timeout: float) -> None:
+        """Check that the zygote answers, without restarting it when it does not (that is
+        `ensure_running`'s job); raises OSError saying what is wrong."""
+        process = self.process
+        if process is None or process.poll() is not None:
+            raise ConnectionRefusedError("the zygote process is not running")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(timeout)
+            conn.connect(self.socket_path)
+            conn.sendall(frame(PING))
+            reply = read_frame(conn, limit=len(PONG))
+        if reply != PONG:
+            raise ConnectionError("the zygote closed the connection without answering")
+
+    def ensure_running(self) -> None:
+        """Restart the zygote if it died (runs do this themselves before they start)."""
+        self._ensure_running()
+
     def close(self) -> None:
         with self._lock:
             if self.process and self.process.poll() is None:
@@ -203,15 +225,19 @@ class Sandboxes:
     started on first use (a command that runs nothing needs none) or by `start()`.
 
     `shared` (tests) is one running zygote that serves every hook, and is not closed here.
+    `socket_dirs` ({kind: directory}) are the server's own, which its next start cleans up.
     """
 
     def __init__(self, packages: list[str], uid_base: int = 61000, shared: Sandbox | None = None,
-                 **options):
+                 socket_dirs: dict[str, str] | None = None, **options):
         from hookengine.sandbox.zygote import SLOTS
 
+        dirs = socket_dirs or {}
         self._options = {  # each zygote its own range of uids: runs never share one
-            "full": dict(options, packages=packages, uid_base=uid_base),
-            "bare": dict(options, packages=[], uid_base=uid_base + SLOTS)}
+            "full": dict(options, packages=packages, uid_base=uid_base,
+                         socket_dir=dirs.get("full")),
+            "bare": dict(options, packages=[], uid_base=uid_base + SLOTS,
+                         socket_dir=dirs.get("bare"))}
         self._zygotes = {"full": shared, "bare": shared}
         self._owned = shared is None
         self._lock = threading.Lock()
@@ -229,8 +255,13 @@ class Sandboxes:
     def layers(self) -> dict:
         return self._zygote("full").layers
 
-    def started(self) -> list[Sandbox]:
-        return [z for z in dict.fromkeys(self._zygotes.values()) if z is not None]
+    def started(self) -> dict[str, Sandbox]:
+        """The zygotes started so far, by kind (a shared one counts once)."""
+        started: dict[str, Sandbox] = {}
+        for kind, zygote in self._zygotes.items():
+            if zygote is not None and all(zygote is not z for z in started.values()):
+                started[kind] = zygote
+        return started
 
     def _zygote(self, kind: str) -> Sandbox:
         if self._zygotes[kind] is None:
@@ -241,7 +272,7 @@ class Sandboxes:
 
     def close(self) -> None:
         if self._owned:
-            for zygote in self.started():
+            for zygote in self.started().values():
                 zygote.close()
 
 

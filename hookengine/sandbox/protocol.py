@@ -15,10 +15,12 @@ import struct
 
 FRAME = struct.Struct("!I")
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
-
 RECORD = struct.Struct("!cI")
 LINE, ANSWER = b"L", b"A"      # record kinds, child -> server
 DATA, END = b"D", b"E"         # frame kinds, zygote -> server
+# A request frame that is a health check (GET /readyz), not a job; answered PONG.
+PING = b'{"ping": true}'
+PONG = END + b'{"pong": true}'  # what the zygote's _reply({"pong": True}) sends
 
 
 def read_frame(sock: socket.socket, limit: int = MAX_REQUEST_BYTES) -> bytes | None:

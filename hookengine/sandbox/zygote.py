@@ -28,7 +28,7 @@ from hookengine.sandbox.child import encode_job, prepare_rehearsal, run_spare
 from hookengine.sandbox.contract import HOOK_FILENAME
 from hookengine.sandbox.isolation import ProcessJail
 from hookengine.sandbox.policy import C_LEVEL_IMPORTS, STDLIB_MODULES, compile_hook
-from hookengine.sandbox.protocol import (DATA, END, RecordScanner, frame, read_frame,
+from hookengine.sandbox.protocol import (DATA, END, PING, RecordScanner, frame, read_frame,
                                          splice_frame, write_all, write_frame)
 
 log = logging.getLogger("hookengine.zygote")
@@ -183,6 +183,9 @@ class Zygote:
             request = read_frame(conn)
             if request is None:
                 conn.close()
+                return
+            if request == PING:  # a health check: the loop is turning; nothing else to do
+                self._reply(conn, {"pong": True})
                 return
             self._start(conn, request, started)
         except Exception as error:  # a bad request must never stop the zygote
