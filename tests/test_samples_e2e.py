@@ -664,36 +664,6 @@ def test_sample_without_its_secrets_is_refused_before_it_runs(stem, engine, prov
     assert providers[CASES[stem].provider].requests == []
 
 
-def test_readme_twilio_walkthrough(engine, providers):
-    """README "Send MFA codes with Twilio", steps 2 to 6, with its own request bodies."""
-    script = (ROOT / "hooks" / "twilio_sms.py").read_text()
-    hook = engine.call("POST", "/hooks", 201, json={
-        "name": "twilio-sms-readme", "script": script, "triggerId": "send-phone-message"})
-    engine.call("POST", f"/hooks/{hook['id']}/secrets", 201, json={
-        "TWILIO_ACCOUNT_SID": TWILIO_SID, "TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
-        "TWILIO_PHONE_NUMBER": "+15017122661", "TWILIO_MESSAGING_SERVICE_SID": ""})
-    body = {"payload": {"recipient": "+15558675310", "text": "Your code is 123456", "context": {
-        "message_type": "sms", "action": "enrollment", "language": "en", "code": "123456",
-        "ip": "127.0.0.1", "user_agent": "curl", "user": {}}}}
-
-    record = engine.call("POST", f"/hooks/{hook['id']}/run", 200, json=body)
-    assert record["status"] == "success" and record["error"] is None, record
-    assert re.fullmatch(r"SM[0-9a-f]{32}", record["result"]["MessageID"])
-    assert set(record["stats"]) >= set(TIMINGS)
-    logs = engine.call("GET", f"/hooks/{hook['id']}/logs", 200)["logs"]
-    assert logs[0]["execution_id"] == record["id"]
-    assert logs[0]["message"].startswith("Twilio accepted SMS " + record["result"]["MessageID"])
-
-    engine.call("PATCH", f"/hooks/{hook['id']}", 200, json={"enabled": True})
-    answer = engine.call("POST", "/triggers/send-phone-message/execute", 200,
-                         json=body["payload"])
-    assert answer["status"] == "success" and set(answer) == {"status", "data", "execution_id"}
-    assert re.fullmatch(r"SM[0-9a-f]{32}", answer["data"]["MessageID"])
-    assert [r.form["Body"] for r in providers["twilio"].requests] == ["Your code is 123456"] * 2
-
-
-# --- the CLI: a hook file run locally in the same sandbox ---
-
 def cli_run(path: Path, secrets: dict, payload: dict, workdir: Path, mapped: str):
     """`hookengine run FILE --secrets FILE.env --payload @payload.json`, in its own process."""
     secrets_file, payload_file = workdir / "secrets.env", workdir / "payload.json"
