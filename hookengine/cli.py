@@ -1,27 +1,62 @@
-"""The `hookengine` command: serve | token | key | run | logs | push."""
+"""The `hookengine` command: serve | token | key | run | logs | push, and hook management.
+
+Every error a user can cause (a missing file, a bad setting, a server that is gone, an unknown
+hook, any answer of the API that is an error) ends as one line on stderr saying what to do,
+never a traceback: `Cli.invoke` below is the one place that turns them into that line.
+"""
 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 import click
-from dotenv import dotenv_values
 
+from hookengine import manage
+from hookengine.apiclient import ApiError, resolve_hook, with_api
 from hookengine.config import load_settings, unknown_variables
-from hookengine.errors import ConfigError, DataDirInUse
+from hookengine.envfile import read_env_file
+from hookengine.errors import DataDirInUse, HookEngineError
+from hookengine.triggers import TRIGGERS
 
-DEFAULT_URL = "http://127.0.0.1:8080"
+
+class OneLineError(click.ClickException):
+    """Shown as `Error: <message>`, its whitespace folded so that it stays one line."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(" ".join(str(message).split()))
+        self.exit_code = exit_code
+
+
+class Cli(click.Group):
+    """The `hookengine` group: whatever a command raises that a user caused, it says in one line."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except OneLineError:
+            raise
+        except click.UsageError as error:
+            # Click's own form is usage, a hint and the error over four lines; the hint suffices.
+            command = f" (see '{error.ctx.command_path} --help')" if error.ctx else ""
+            raise OneLineError(error.format_message() + command, error.exit_code) from None
+        except click.ClickException as error:
+            raise OneLineError(error.format_message(), error.exit_code) from None
+        except ApiError as error:
+            raise OneLineError(error.message) from None
+        except HookEngineError as error:  # ConfigError from settings, the store's refusals
+            raise OneLineError(error.message) from None
+        except OSError as error:  # files the user named: payloads, env files, hook files
+            raise OneLineError(f"{error.filename}: {error.strerror}" if error.filename
+                               else str(error)) from None
 
 
 def _settings(data_dir: str | None) -> dict:
-    try:
-        return load_settings({"DATA_DIR": data_dir} if data_dir else None)
-    except ConfigError as error:  # a bad setting is one line, not a traceback
-        raise click.ClickException(error.message) from None
+    # A bad setting raises ConfigError: Cli.invoke makes it one line.
+    return load_settings({"DATA_DIR": data_dir} if data_dir else None)
 
 
 def _engine(data_dir: str | None):
@@ -33,21 +68,10 @@ def _engine(data_dir: str | None):
 data_dir_option = click.option("--data-dir", envvar="HOOKENGINE_DATA_DIR", default=None,
                                help="Data directory (default: HOOKENGINE_DATA_DIR or "
                                     "./hookengine-data).")
-api_options = [
-    click.option("--url", envvar="HOOKENGINE_URL", default=DEFAULT_URL, show_default=True,
-                 help="Base URL of a running engine (HOOKENGINE_URL)."),
-    click.option("--token", envvar="HOOKENGINE_TOKEN", default=None,
-                 help="API token (HOOKENGINE_TOKEN)."),
-]
 
 
-def with_api(command):
-    for option in reversed(api_options):
-        command = option(command)
-    return command
-
-
-@click.group()
+@click.group(cls=Cli)
+@click.version_option(package_name="hookengine", prog_name="hookengine")
 def main():
     """Self-hosted, sandboxed engine for custom hook scripts."""
 
@@ -128,13 +152,22 @@ def token():
 @click.option("--description", default="")
 @data_dir_option
 def token_create(scopes, description, data_dir):
-    """Print a new token, and nothing else."""
-    from hookengine.errors import HookEngineError
+    """Print a new token on stdout, and the data directory holding it on stderr."""
+    from hookengine.engine import Engine
 
+    settings = _settings(data_dir)
+    directory = Path(settings["DATA_DIR"]).resolve()
+    existed = directory.exists()
     try:
-        click.echo(_engine(data_dir).tokens.create(list(scopes), description))
+        new_token = Engine(settings).tokens.create(list(scopes), description)
     except HookEngineError as error:
         raise click.UsageError(error.message) from None
+    click.echo(f"token stored in {directory}", err=True)
+    if not existed:
+        # A mistyped --data-dir would otherwise make a token no running server knows.
+        click.echo(f"warning: {directory} did not exist and was just created; a server with "
+                   "another data directory will refuse this token", err=True)
+    click.echo(new_token)
 
 
 @token.command("list")
@@ -173,19 +206,20 @@ def _read_payload(text: str | None):
     if text is None:
         return None
     if text.startswith("@"):
-        text = Path(text[1:]).read_text()
+        try:
+            text = Path(text[1:]).read_text()
+        except OSError as error:
+            raise click.BadParameter(f"cannot read {text[1:]}: {error.strerror}",
+                                     param_hint="--payload") from None
     try:
         return json.loads(text)
     except ValueError as error:
         raise click.BadParameter(f"not JSON: {error}", param_hint="--payload") from None
 
 
-def _read_env_file(path: str | None) -> dict[str, str]:
-    if not path:
-        return {}
-    if not Path(path).is_file():
-        raise click.BadParameter(f"{path} does not exist", param_hint="--secrets")
-    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+def _is_path(target: str) -> bool:
+    # Hook ids and names hold neither (names: letters, digits, spaces and '-').
+    return "/" in target or "." in target
 
 
 @main.command()
@@ -193,62 +227,104 @@ def _read_env_file(path: str | None) -> dict[str, str]:
 @click.option("--payload", default=None, help="JSON, or @file.json; default: the trigger's "
               "sample payload.")
 @click.option("--secrets", "secrets_file", default=None, help="Env file with the hook's "
-              "secrets (local files only).")
+              "secrets (hook files only).")
+@click.option("--trigger", type=click.Choice(list(TRIGGERS)), default=None,
+              help="Trigger of a hook file (default: its PEP 723 block's, else the one whose "
+                   "entry function it defines).")
 @with_api
-def run(target, payload, secrets_file, url, token):
-    """Run a hook file locally in the sandbox, or a stored hook (by id) through the API."""
+def run(target, payload, secrets_file, trigger, api):
+    """Run a hook file locally in the sandbox, or a stored hook (id or name) through the API."""
     payload = _read_payload(payload)
     if Path(target).is_file():
-        from hookengine.localrun import run_file
+        from hookengine.runner import run_file
 
-        record = run_file(Path(target), payload, _read_env_file(secrets_file), _settings(None))
+        record = run_file(Path(target), payload, read_env_file(secrets_file).values,
+                          _settings(None), trigger,
+                          show_line=lambda line: click.echo(_format_line(line), err=True))
+    elif _is_path(target):
+        raise click.ClickException(f"{target}: no such hook file")
+    elif secrets_file or trigger:
+        raise click.ClickException(
+            f"{'--secrets' if secrets_file else '--trigger'} is for hook files; a stored "
+            "hook's " + ("secrets are stored on the server (`hookengine secrets set`)"
+                         if secrets_file else "trigger is fixed"))
     else:
-        record = _api(url, token).post(f"/hooks/{target}/run", {"payload": payload}
-                                       if payload is not None else {})
+        hook = resolve_hook(api, target)
+        record = api.post(f"/hooks/{hook['id']}/run", {"payload": payload}
+                          if payload is not None else {})
     click.echo(json.dumps(record, indent=2))
     if record.get("status") != "success":
         sys.exit(1)
 
 
 @main.command()
-@click.argument("hook_id")
+@click.argument("hook")
 @click.option("--follow", is_flag=True, help="Stream new lines as executions happen.")
 @with_api
-def logs(hook_id, follow, url, token):
+def logs(hook, follow, api):
     """Print a hook's log lines (newest last); --follow keeps streaming."""
-    client = _api(url, token)
-    for line in reversed(client.get(f"/hooks/{hook_id}/logs")["logs"]):
+    hook_id = resolve_hook(api, hook)["id"]
+    for line in reversed(api.get(f"/hooks/{hook_id}/logs")["logs"]):
         click.echo(_format_line(line))
     if follow:
-        for line in client.stream(f"/hooks/{hook_id}/logs?follow=true"):
-            click.echo(_format_line(line))
+        _follow(api, hook_id)
+
+
+def _follow(api, hook_id: str) -> None:
+    """Stream a hook's lines; when the engine goes away (a restart), reconnect and resume
+    after the last line shown, so nothing is missed or shown twice. Ctrl-C ends it."""
+    import requests
+
+    last, cut_off = None, False
+    while True:
+        try:
+            for position, line in api.events(f"/hooks/{hook_id}/logs?follow=true", last):
+                if cut_off:
+                    click.echo("reconnected", err=True)
+                    cut_off = False
+                last = position
+                if line is not None:
+                    click.echo(_format_line(line))
+        except ApiError as error:
+            if error.status not in (None, 502, 503, 504):  # the hook is gone, a bad token
+                raise
+        except requests.RequestException:
+            pass  # cut off mid-stream
+        if not cut_off:
+            click.echo("lost the connection to the engine; reconnecting (Ctrl-C to stop)",
+                       err=True)
+            cut_off = True
+        time.sleep(1)
 
 
 def _format_line(line: dict) -> str:
-    return f"{line['time']} {line['execution_id']} {line['stream']}: {line['message']}"
+    """One log line as the CLI shows it (a local run's lines have no execution id)."""
+    execution = f" {line['execution_id']}" if line.get("execution_id") else ""
+    return f"{line['time']}{execution} {line['stream']}: {line['message']}"
 
 
 @main.command()
-@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.argument("paths", nargs=-1, required=True,
+                type=click.Path(exists=True, path_type=Path))
 @click.option("--secrets", "secrets_file", default=None,
               help="Env file with secret values; only the names a hook declares are set.")
 @with_api
-def push(directory, secrets_file, url, token):
-    """Create or update hooks from DIR/*.py (name = file stem) and set their secrets."""
-    from hookengine.localrun import push_directory
+def push(paths, secrets_file, api):
+    """Create or update a hook per file (FILE.py, or DIR for DIR/*.py) and set its secrets.
 
-    for line in push_directory(Path(directory), _read_env_file(secrets_file), _api(url, token)):
-        click.echo(line)
+    The hook's name is the file's stem with _ turned into -. Which hook of a trigger is
+    enabled changes only where a file says `enabled = true` (or false) in [tool.hookengine].
+    """
+    from hookengine.push import push as push_files
+
+    failures = push_files(list(paths), read_env_file(secrets_file), api, click.echo)
+    if failures:
+        raise click.ClickException(f"{failures} of the files could not be pushed; see above")
 
 
-def _api(url: str, token: str | None):
-    from hookengine.apiclient import ApiClient
-
-    if not token:
-        raise click.UsageError("an API token is needed: --token or HOOKENGINE_TOKEN "
-                               "(create one with `hookengine token create`)")
-    return ApiClient(url, token)
+for command in manage.COMMANDS:
+    main.add_command(command)
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    main(prog_name="hookengine")  # `python -m hookengine.cli` says what to type: hookengine

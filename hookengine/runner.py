@@ -13,10 +13,10 @@ import time
 from dataclasses import dataclass
 
 from hookengine.clock import utc_now
-from hookengine.errors import MissingSecrets
+from hookengine.errors import BadRequest, HookEngineError, MissingSecrets
 from hookengine.executions import error_line
 from hookengine.sandbox import EgressPolicy, Job, Limits, Sandboxes, Status, failure
-from hookengine.scripts import missing_secrets, validate_script
+from hookengine.scripts import missing_secrets, parse_metadata, trigger_of, validate_script
 from hookengine.secrets import redact, redact_fields
 from hookengine.triggers import Trigger, get_trigger
 
@@ -158,6 +158,35 @@ class Runner:
 def _redacted(lines: list[dict], secrets: dict[str, str]) -> list[dict]:
     """Lines with secrets redacted from what the hook wrote: their messages and requests."""
     return [redact_fields(line, secrets, ("message", "request")) for line in lines]
+
+
+def run_file(path, payload, secrets: dict[str, str], settings: dict,
+             trigger_id: str | None = None, show_line=None) -> dict:
+    """`hookengine run FILE`: the file as an upload would be checked, run on the same path as
+    the server's runs, without a server or a database. Its trigger is `trigger_id`, else its
+    PEP 723 block's, else its entry function's; its secrets are those in `secrets` that it
+    declares; `show_line` sees each line as it is printed."""
+    script = path.read_text()
+    try:
+        metadata, problems = parse_metadata(script)
+        if problems:
+            raise BadRequest("; ".join(problems))
+        hook = {"id": str(path), "triggerId": trigger_of(script, metadata, trigger_id),
+                "script": script}
+        hook["dependencies"], _ = validate_script(settings, script, hook["triggerId"])
+        declared = {n: secrets[n] for n in metadata.all_secrets() if n in secrets}
+        sandboxes = sandboxes_from(settings, packages=sorted(hook["dependencies"]))
+        runner = Runner(settings, sandboxes, LocalExecutions(show_line))
+        plan = runner.prepare(hook, declared, payload)
+    except MissingSecrets as error:
+        raise BadRequest(f"{path}: {error.with_hint('Pass them with --secrets FILE.env.').message}"
+                         ) from None
+    except HookEngineError as error:
+        raise BadRequest(f"{path}: {error.message}") from None
+    try:
+        return runner.record(plan, "local")
+    finally:
+        sandboxes.close()
 
 
 class LocalExecutions:

@@ -1,12 +1,14 @@
 """A hook script's declarations and upload rules.
 
-The PEP 723 block that makes a hook file self-describing (trigger, dependencies, secrets), the
+The PEP 723 block that makes a hook file self-describing (trigger, dependencies, secrets,
+whether `hookengine push` enables it), the trigger a file without one is written for, the
 checks its dependencies must pass, and the rules a script must meet before it is stored or run.
 The sandbox runs scripts; it does not judge them for upload.
 """
 
 from __future__ import annotations
 
+import ast
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -17,7 +19,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from hookengine.errors import ValidationError
+from hookengine.errors import BadRequest, ValidationError
 from hookengine.sandbox import HOOK_FILENAME, compile_hook
 from hookengine.secrets import NAME_PATTERN as SECRET_NAME
 from hookengine.triggers import TRIGGERS
@@ -31,7 +33,18 @@ class ScriptMetadata:
     trigger: str | None = None
     dependencies: dict[str, str] = field(default_factory=dict)
     secrets: list[str] = field(default_factory=list)
+    # Set when present, absent from context.webtask.secrets when not (e.g. one of two senders).
+    optional_secrets: list[str] = field(default_factory=list)
+    # What `hookengine push` makes of the hook: True enables it, False disables it, None leaves
+    # the enabled hook of its trigger as it is. The server itself ignores it.
+    enabled: bool | None = None
     present: bool = False
+
+    def all_secrets(self) -> list[str]:
+        return [*self.secrets, *self.optional_secrets]
+
+
+KNOWN_KEYS = ("trigger", "secrets", "optional_secrets", "enabled")
 
 
 def parse_metadata(source: str) -> tuple[ScriptMetadata, list[str]]:
@@ -62,20 +75,58 @@ def parse_metadata(source: str) -> tuple[ScriptMetadata, list[str]]:
     if not isinstance(tool, dict):
         problems.append(f"Line {line}: [tool.hookengine] must be a table")
         tool = {}
-    unknown = sorted(set(tool) - {"trigger", "secrets"})
-    problems += [f"Line {line}: [tool.hookengine] has unknown key {k!r} (known: trigger, "
-                 "secrets)" for k in unknown]
+    unknown = sorted(set(tool) - set(KNOWN_KEYS))
+    problems += [f"Line {line}: [tool.hookengine] has unknown key {k!r} (known: "
+                 f"{', '.join(KNOWN_KEYS)})" for k in unknown]
     trigger = tool.get("trigger")
     if trigger is not None and not isinstance(trigger, str):
         problems.append(f"Line {line}: [tool.hookengine] trigger must be a string")
     else:
         meta.trigger = trigger
-    secrets = tool.get("secrets", [])
-    if not isinstance(secrets, list) or not all(isinstance(s, str) for s in secrets):
-        problems.append(f"Line {line}: [tool.hookengine] secrets must be a list of names")
+    for key in ("secrets", "optional_secrets"):
+        names = tool.get(key, [])
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            problems.append(f"Line {line}: [tool.hookengine] {key} must be a list of names")
+        else:
+            setattr(meta, key, list(names))
+    both = sorted(set(meta.secrets) & set(meta.optional_secrets))
+    problems += [f"Line {line}: [tool.hookengine] declares {n!r} in both secrets and "
+                 "optional_secrets" for n in both]
+    enabled = tool.get("enabled")
+    if enabled is not None and not isinstance(enabled, bool):
+        problems.append(f"Line {line}: [tool.hookengine] enabled must be true or false")
     else:
-        meta.secrets = list(secrets)
+        meta.enabled = enabled
     return meta, problems
+
+
+def trigger_of(script: str, metadata: ScriptMetadata, choice: str | None = None) -> str:
+    """The trigger a hook file is for: `choice`, else its block's, else its entry function's.
+
+    A file without a PEP 723 block still says what it is by the entry function it defines at
+    top level; `choice` settles a file defining several, or overrides the guess.
+    """
+    if choice or metadata.trigger:
+        trigger_id = choice or metadata.trigger
+        if trigger_id not in TRIGGERS:
+            raise BadRequest(f"unknown trigger {trigger_id!r}; triggers: {', '.join(TRIGGERS)}")
+        return trigger_id
+    try:
+        tree = ast.parse(script)
+    except SyntaxError as error:
+        raise BadRequest(f"Line {error.lineno}: SyntaxError: {error.msg}") from None
+    defined = {node.name for node in tree.body
+               if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    found = [t for t in TRIGGERS.values() if t.entry_function in defined]
+    if len(found) == 1:
+        return found[0].id
+    if found:
+        raise BadRequest("defines the entry functions of several triggers ("
+                         + ", ".join(f"{t.entry_function}: {t.id}" for t in found)
+                         + "); choose one with --trigger")
+    raise BadRequest("defines no entry function at top level; a hook defines one of "
+                     + ", ".join(t.entry_function for t in TRIGGERS.values())
+                     + " (or name its trigger in a PEP 723 block)")
 
 
 def validate_script(settings: dict, script: str, trigger_id: str,
@@ -100,7 +151,7 @@ def validate_script(settings: dict, script: str, trigger_id: str,
                         f"but the hook's triggerId is {trigger_id!r}")
     problems += [f"the '# /// script' block declares secret {name!r}, which is not a valid "
                  "secret name (a letter or _, then letters, digits, _ and -)"
-                 for name in metadata.secrets if not SECRET_NAME.fullmatch(name)]
+                 for name in metadata.all_secrets() if not SECRET_NAME.fullmatch(name)]
     if dependencies is None:
         dependencies = metadata.dependencies if metadata.present else dict(fallback or {})
     problems += check(dependencies, settings["ALLOWED_PACKAGES"])
@@ -113,6 +164,7 @@ def validate_script(settings: dict, script: str, trigger_id: str,
 
 
 def missing_secrets(script: str, secrets: dict[str, str]) -> list[str]:
+    """The secrets a run needs and `secrets` lacks; optional ones are never missing."""
     metadata, _ = parse_metadata(script)
     return [name for name in metadata.secrets if name not in secrets]
 

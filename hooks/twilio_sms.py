@@ -2,15 +2,17 @@
 # dependencies = ["twilio>=9,<10"]
 # [tool.hookengine]
 # trigger = "send-phone-message"
-# secrets = ["TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_PHONE_NUMBER", "TWILIO_MESSAGING_SERVICE_SID"]
+# secrets = ["TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"]
+# optional_secrets = ["TWILIO_PHONE_NUMBER", "TWILIO_MESSAGING_SERVICE_SID"]
+# enabled = true
 # ///
 """Send the MFA code by SMS with Twilio Programmable Messaging.
 
-The sender is the Messaging Service TWILIO_MESSAGING_SERVICE_SID when that secret is not
-empty, otherwise the number TWILIO_PHONE_NUMBER (E.164, e.g. +15017122661). Both secrets are
-declared because the engine refuses to run a hook with a declared secret unset: set the one
-you do not use to an empty string. Twilio errors become SendPhoneMessageError with Twilio's
-error code, e.g. "Twilio error 21211: The 'To' number ... is not a valid phone number.".
+The sender is the Messaging Service TWILIO_MESSAGING_SERVICE_SID when that secret is set,
+otherwise the number TWILIO_PHONE_NUMBER (E.164, e.g. +15017122661): set one of the two, both
+are optional secrets. Twilio errors become SendPhoneMessageError with Twilio's error code, e.g.
+"Twilio error 21211: The 'To' number ... is not a valid phone number.". `hookengine push`
+makes this the enabled hook of send-phone-message (`enabled = true`).
 """
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
@@ -24,14 +26,18 @@ def send_phone_message(recipient, text, context):
     # An explicit timeout keeps a slow Twilio from using up the hook's whole time limit.
     client = Client(secrets.TWILIO_ACCOUNT_SID, secrets.TWILIO_AUTH_TOKEN,
                     http_client=TwilioHttpClient(timeout=10))
-    service_sid = secrets.TWILIO_MESSAGING_SERVICE_SID
+    # Optional secrets that are not set are absent, hence get(); an empty one counts as unset.
+    service_sid = secrets.get("TWILIO_MESSAGING_SERVICE_SID")
+    sender = secrets.get("TWILIO_PHONE_NUMBER")
+    if not service_sid and not sender:
+        raise SendPhoneMessageError("set the secret TWILIO_PHONE_NUMBER or "
+                                    "TWILIO_MESSAGING_SERVICE_SID (the sender)", FRIENDLY_MESSAGE)
     try:
         if service_sid:
             message = client.messages.create(to=recipient, body=text,
                                              messaging_service_sid=service_sid)
         else:
-            message = client.messages.create(to=recipient, body=text,
-                                             from_=secrets.TWILIO_PHONE_NUMBER)
+            message = client.messages.create(to=recipient, body=text, from_=sender)
     except TwilioRestException as err:
         raise SendPhoneMessageError(twilio_error(err), FRIENDLY_MESSAGE) from None
     except OSError as err:  # requests' ConnectionError and Timeout are OSErrors

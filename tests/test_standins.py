@@ -451,7 +451,8 @@ def test_sample_hook_is_well_formed(path):
 def test_secrets_example_lists_every_declared_secret():
     example = (ROOT / "secrets.example.env").read_text()
     listed = set(re.findall(r"(?m)^([A-Z][A-Z0-9_]*)=$", example))
-    declared = {name for path in HOOK_FILES
-                for name in script_metadata(path.read_text())["tool"]["hookengine"]["secrets"]}
+    tables = [script_metadata(path.read_text())["tool"]["hookengine"] for path in HOOK_FILES]
+    declared = {name for table in tables
+                for name in table["secrets"] + table.get("optional_secrets", [])}
 
     assert declared == listed

@@ -197,7 +197,7 @@ def _follow(eng, hook_id: str, after: int | None, client_gone):
     def stream():
         nonlocal position
         try:
-            yield ": following\n\n"
+            yield f": following after {position}\n\n"  # where a client resumes if cut off
             started = last_beat = time.monotonic()
             while (time.monotonic() - started < FOLLOW_MAX_SECONDS
                    and not eng.closing.is_set() and not client_gone()):

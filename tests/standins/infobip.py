@@ -6,6 +6,8 @@ import uuid
 from flask import Flask, request
 
 TEST_API_KEY = "0123456789abcdef0123456789abcdef-01234567-89ab-cdef-0123-456789abcdef"
+# What `python -m standins infobip` prints: an env file for infobip_sms.py's secrets.
+ENV = {"INFOBIP_API_KEY": TEST_API_KEY, "INFOBIP_SENDER": "InfoSMS"}
 
 # Infobip takes international numbers with or without the "+".
 NUMBER = re.compile(r"^\+?[1-9]\d{6,14}$")

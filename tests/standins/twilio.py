@@ -14,6 +14,9 @@ TEST_ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 TEST_AUTH_TOKEN = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
 TEST_SERVICE_SID = "VA" + "fedcba9876543210" * 2
 TEST_MESSAGING_SERVICE_SID = "MG" + "00112233445566778899aabbccddeeff"
+# What `python -m standins twilio` prints: an env file for the Twilio samples' secrets.
+ENV = {"TWILIO_ACCOUNT_SID": TEST_ACCOUNT_SID, "TWILIO_AUTH_TOKEN": TEST_AUTH_TOKEN,
+       "TWILIO_PHONE_NUMBER": "+15017122661", "TWILIO_VERIFY_SERVICE_SID": TEST_SERVICE_SID}
 
 # Formats from twilio_api_v2010.json / twilio_verify_v2.json path parameter patterns.
 ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
