@@ -61,7 +61,7 @@ def in_process_floor(source: str):
     code = compile_hook(source, HOOK_FILENAME, 102400, 100).code
 
     def call():
-        sink = LogSink(65536)
+        sink = LogSink(65536, lambda line: None)
         glb = build_globals(Guard(frozenset()), sink.printer_factory(), HOOK_ERRORS)
         exec(code, glb)
         glb["send_phone_message"](*hook_arguments(PARAMS, PAYLOAD, {}))

@@ -65,6 +65,18 @@ class ApiClient:
                                f"is not JSON; is {self.url} a hookengine server?",
                                response.status_code) from None
 
+    def set_secrets(self, hook_id: str, values: dict[str, str]) -> dict:
+        """Create the secrets the hook does not have and change those it has; others stay.
+        Returns the names it had before (`{NAME: "_VALUE_NOT_SHOWN_"}`)."""
+        stored = self.get(f"/hooks/{hook_id}/secrets")
+        new = {name: value for name, value in values.items() if name not in stored}
+        changed = {name: value for name, value in values.items() if name in stored}
+        if new:
+            self.post(f"/hooks/{hook_id}/secrets", new)
+        if changed:
+            self.patch(f"/hooks/{hook_id}/secrets", changed)
+        return stored
+
     def events(self, path: str, last_id: int | None = None):
         """Yield (position, data) for each Server-Sent Event of a live log stream, starting
         after `last_id` when given (sent as Last-Event-ID, as a browser resumes). The stream's

@@ -115,13 +115,7 @@ def secrets_set(hook, assignments, env_file, api):
         raise click.UsageError("no secret to set: give NAME=VALUE or --from FILE.env"
                                + (f" (not set: {not_set})" if not_set else ""))
     hook = resolve_hook(api, hook)
-    stored = api.get(f"/hooks/{hook['id']}/secrets")
-    new = {name: value for name, value in values.items() if name not in stored}
-    changed = {name: value for name, value in values.items() if name in stored}
-    if new:
-        api.post(f"/hooks/{hook['id']}/secrets", new)
-    if changed:
-        api.patch(f"/hooks/{hook['id']}/secrets", changed)
+    api.set_secrets(hook["id"], values)
     from hookengine.scripts import parse_metadata
 
     metadata, _ = parse_metadata(hook["script"])

@@ -126,15 +126,8 @@ def _set_secrets(file: HookFile, env: EnvFile, api: ApiClient,
     declared = file.metadata.all_secrets()
     if not declared:
         return
-    hook_id = file.hook["id"]
-    stored = api.get(f"/hooks/{hook_id}/secrets")
     given = {name: env.values[name] for name in declared if name in env.values}
-    new = {name: value for name, value in given.items() if name not in stored}
-    changed = {name: value for name, value in given.items() if name in stored}
-    if new:
-        api.post(f"/hooks/{hook_id}/secrets", new)
-    if changed:
-        api.patch(f"/hooks/{hook_id}/secrets", changed)
+    stored = api.set_secrets(file.hook["id"], given)
     parts = [f"secrets set: {', '.join(sorted(given)) or 'none'}"]
     if env.not_set(declared):
         parts.append(f"not set: {env.not_set(declared)}")

@@ -399,8 +399,11 @@ def test_hook_reaches_tls_standin_through_host_map_with_its_own_ca(servers, twil
     payload, record = server.run(hook)
     assert (record["status"], record["error"]) == ("success", None), record
     assert re.fullmatch(r"SM[0-9a-f]{32}", record["result"]["MessageID"]), record
-    assert [line["message"] for line in record["logs"]] == [
+    assert [line["message"] for line in record["logs"] if line["stream"] == "stdout"] == [
         "sent " + record["result"]["MessageID"]]
+    [request] = record["http_requests"]  # over TLS, through the broker, to the stand-in
+    assert (request["method"], request["host"], request["status"]) == (
+        "POST", "api.twilio.com", 201)
     assert_delivered(twilio, payload)
 
 

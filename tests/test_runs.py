@@ -337,3 +337,38 @@ def test_a_run_whose_record_cannot_be_saved_still_answers(client, auth, hook, en
     response = run(client, auth, hook["id"], {})
     assert response.status_code == 200
     assert response.json["status"] == "success"
+
+
+def test_executions_are_filtered_and_listed_across_hooks(client, auth, hook, make_hook):
+    headers = auth("read:hooks")
+    other = make_hook(script="def send_phone_message(recipient, text, context):\n"
+                             "    raise ValueError('no')\n")
+    ok = run(client, auth, hook["id"], {}).json
+    failed = run(client, auth, other["id"], {}).json
+    assert (ok["status"], failed["status"]) == ("success", "error")
+
+    every = client.get("/api/v2/executions?include_totals=true", headers=headers).json
+    assert every["total"] == 2 and [e["id"] for e in every["executions"]] == [failed["id"],
+                                                                             ok["id"]]
+    errors = client.get("/api/v2/executions?status=error", headers=headers).json
+    assert [e["id"] for e in errors] == [failed["id"]]
+    assert errors[0]["logs"][-1]["stream"] == "error"
+    mine = client.get(f"/api/v2/hooks/{hook['id']}/executions?status=error",
+                      headers=headers).json
+    assert mine == []
+    assert client.get("/api/v2/executions?source=trigger", headers=headers).json == []
+    window = f"from={ok['started_at']}&to={failed['started_at']}"
+    assert [e["id"] for e in client.get(f"/api/v2/executions?{window}",
+                                        headers=headers).json] == [ok["id"]]
+    later = client.get("/api/v2/executions?from=2999-01-01T00:00:00%2B02:00",
+                       headers=headers).json
+    assert later == []
+
+
+@pytest.mark.parametrize("query, named", [
+    ("status=great", "status"), ("source=cron", "source"), ("from=yesterday", "from"),
+    ("to=2026-13-01", "to"), ("per_page=0", "per_page"),
+])
+def test_bad_execution_filters_are_refused_by_name(client, auth, query, named):
+    response = client.get(f"/api/v2/executions?{query}", headers=auth("read:hooks"))
+    assert response.status_code == 400 and named in response.json["message"]
