@@ -117,17 +117,30 @@ class Runner:
         outcome, every value of a secret redacted."""
         executions, secrets = self.executions, plan.secrets
         record = executions.start(plan.hook, source, redact(plan.payload, secrets))
+        held: list[dict] = []  # lines the store could not take yet: they go with the outcome
+
+        def on_lines(lines: list[dict]) -> None:
+            lines = _redacted(lines, secrets)
+            try:
+                if not held:
+                    executions.add_lines(record, lines)
+                    return
+            except sqlite3.OperationalError:  # busy: the run must not fail for its log
+                log.warning("Execution %s: the store is busy; its lines wait until it ends",
+                            record["id"])
+            held.extend(lines)
+
         started = time.perf_counter()
         try:
             outcome = self.sandboxes.for_dependencies(plan.job.dependencies).execute(
-                plan.job, lambda lines: executions.add_lines(record, _redacted(lines, secrets)))
+                plan.job, on_lines)
         except Exception:
             # An engine fault must not leave the record 'running' forever; the error itself
             # still reaches the error handler (500, logged with its stack).
             record.update(status=Status.KILLED, error=failure(
                 "EngineError", "the engine failed while handling this execution; see the "
                 "engine log"))
-            executions.finish(record, [])
+            executions.finish(record, held)
             raise
         status, result, error = shape_outcome(plan.trigger, outcome)
         record.update(status=status, result=redact(result, secrets),
@@ -135,7 +148,7 @@ class Runner:
                       stats={"total_duration_ms": round((time.perf_counter() - started) * 1000,
                                                         3), **outcome.stats})
         try:
-            executions.finish(record, _redacted(outcome.logs, secrets))
+            executions.finish(record, held + _redacted(outcome.logs, secrets))
         except sqlite3.OperationalError:
             # The hook already ran (an SMS may be out): answer with its outcome rather than a
             # 503 that invites a retry. The row stays 'running' and is marked interrupted at

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import queue
 import signal
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -288,3 +290,37 @@ def test_an_engine_killed_mid_run_keeps_the_lines_and_the_last_moment_alive(star
         ("error", "Interrupted: the engine stopped while this execution was running")]
     assert record["started_at"] <= printed[0]["time"] <= record["ended_at"]
     assert record["logs"][-1]["time"] == record["ended_at"]
+
+
+def test_cli_follow_resumes_after_an_engine_restart(start_server):
+    server = start_server()
+    hook = create(server, "counting", COUNTING)
+    payload = server.call("GET", "/triggers/send-phone-message").json()["payload"]
+
+    def run(code):
+        body = {"payload": {**payload, "context": {**payload["context"], "code": code}}}
+        assert server.call("POST", f"/hooks/{hook['id']}/run", json=body).status_code == 200
+
+    run("a")
+    env = {**server.env, "HOOKENGINE_URL": server.base, "HOOKENGINE_TOKEN": server.token}
+    follower = subprocess.Popen([sys.executable, "-m", "hookengine.cli", "logs", "counting",
+                                 "--follow"], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    shown: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [shown.put(line.rstrip("\n")) for line in follower.stdout],
+                     daemon=True).start()
+    try:
+        before = [shown.get(timeout=30) for _ in range(5)]  # the recent lines, printed first
+        run("b")
+        live = [shown.get(timeout=30) for _ in range(5)]
+        server.terminate()
+        server.start()  # the same port and data directory
+        run("c")  # before the follower is back: it must still get these, once
+        after = [shown.get(timeout=30) for _ in range(5)]
+    finally:
+        follower.terminate()
+        _, errors = follower.communicate(timeout=10)
+    assert [line.rsplit(": ", 1)[1] for line in before + live + after] == [
+        f"{code} {n}" for code in "abc" for n in range(5)]
+    assert shown.empty()
+    assert "reconnecting" in errors and "reconnected" in errors

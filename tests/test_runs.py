@@ -372,3 +372,24 @@ def test_executions_are_filtered_and_listed_across_hooks(client, auth, hook, mak
 def test_bad_execution_filters_are_refused_by_name(client, auth, query, named):
     response = client.get(f"/api/v2/executions?{query}", headers=auth("read:hooks"))
     assert response.status_code == 400 and named in response.json["message"]
+
+
+def test_a_busy_store_mid_run_holds_the_lines_for_the_outcome(client, auth, make_hook, engine,
+                                                              monkeypatch):
+    """Writing live lines can meet a locked database: the run goes on, nothing is lost."""
+    attempts = []
+
+    def busy(record, lines):
+        attempts.append(lines)
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(engine.executions, "add_lines", busy)
+    hook = make_hook(script="import time\n"
+                            "def send_phone_message(recipient, text, context):\n"
+                            "    print('one')\n"
+                            "    time.sleep(0.5)\n"
+                            "    print('two')\n")
+    record = run(client, auth, hook["id"], {}).json
+    assert record["status"] == "success" and attempts  # the first line was tried on its own
+    stored = engine.executions.get(record["id"])
+    assert [line["message"] for line in stored["logs"]] == ["one", "two"]
