@@ -8,6 +8,7 @@ from hookengine.api import schemas
 from hookengine.api.routes import engine, json_body, route
 from hookengine.api.runs import secrets_hint
 from hookengine.errors import BadRequest, NotFound
+from hookengine.sandbox import Status
 from hookengine.triggers import TRIGGERS, get_trigger
 
 bp = Blueprint("triggers", __name__, url_prefix="/api/v2")
@@ -38,7 +39,7 @@ def execute_trigger(trigger_id):
                        error_code="no_enabled_hook")
     with secrets_hint(hook["id"]):
         record = engine().runner.run(hook, payload, source="trigger")
-    if record["status"] == "success":
+    if record["status"] == Status.SUCCESS:
         return {"status": "success", "data": record["result"], "execution_id": record["id"]}
     error = {k: v for k, v in (record["error"] or {}).items() if k != "stack"}
     return {"status": "error", "data": error, "execution_id": record["id"]}
