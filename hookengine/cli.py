@@ -108,6 +108,7 @@ def serve(host, port, data_dir):
         if interrupted:
             click.echo(f"marked {interrupted} execution(s) cut off by the last stop as "
                        "interrupted", err=True)
+        engine.installer.start()  # installs a stop cut off; environments nobody uses go
         engine.sandboxes.start()  # now: the first Run must not pay for starting them
         try:
             server = make_server(app, host, port)

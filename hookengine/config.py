@@ -159,6 +159,9 @@ SETTINGS = (
             "stand-in's own CA). Read by the engine at start, so it may live anywhere."),
     Setting("RETENTION_DAYS", 10, as_int,
             "Executions older than this are deleted (Auth0 keeps execution logs 10 days)."),
+    Setting("DEPENDENCY_WAIT_SECONDS", 120.0, as_float,
+            "How long a run of a hook whose dependencies are still installing waits for "
+            "them (then 503, retry)."),
     Setting("LIVE_LOGS", True, as_bool,
             "Send each line a hook prints to the log as it is printed (false: when the run "
             "ends; only for measuring what streaming costs)."),

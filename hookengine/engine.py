@@ -6,8 +6,10 @@ import logging
 import threading
 
 from hookengine.auth import TokenStore
+from hookengine.environments import Environments
 from hookengine.executions import ExecutionStore
 from hookengine.hooks import HookStore
+from hookengine.installer import Installer
 from hookengine.runner import Runner, sandboxes_from
 from hookengine.secrets import SecretStore, load_cipher
 from hookengine.store import Store
@@ -35,7 +37,11 @@ class Engine:
         self.lock = lock
         self.sandboxes = sandboxes_from(settings, shared=sandbox, socket_dirs={
             kind: lock.socket_dir(kind) for kind in ("full", "bare")} if lock else None)
-        self.runner = Runner(settings, self.sandboxes, self.executions, self.secrets)
+        self.environments = Environments(settings["DATA_DIR"], settings)
+        self.installer = Installer(self.environments, self.hooks,
+                                   settings["DEPENDENCY_WAIT_SECONDS"])
+        self.runner = Runner(settings, self.sandboxes, self.executions, self.installer,
+                             self.secrets)
         # Live log streams each hold a server thread: keep most threads for runs.
         self.followers = threading.BoundedSemaphore(max(1, settings["SERVER_THREADS"] // 4))
         self.closing = threading.Event()
@@ -48,5 +54,6 @@ class Engine:
 
     def close(self) -> None:
         self.end_streams()
+        self.installer.close()
         self.sandboxes.close()
         self.store.close()

@@ -19,7 +19,10 @@ from hookengine.validation import describe_all, schema_errors
 
 # Auth0's pattern: letters, digits, spaces and '-', not starting or ending with ' ' or '-'.
 NAME_PATTERN = r"^[a-zA-Z0-9]([ \-a-zA-Z0-9]*[a-zA-Z0-9])?$"
-FIELDS = ("id", "name", "script", "triggerId", "enabled", "dependencies")
+FIELDS = ("id", "name", "script", "triggerId", "enabled", "dependencies",
+          "dependencies_status", "dependencies_error")
+# How a hook's declared dependencies stand (the installer moves them along).
+INSTALLING, READY, FAILED = "installing", "ready", "failed"
 UPDATABLE = ("name", "script", "enabled", "dependencies")
 
 TRIGGER_ID = {"type": "string", "enum": list(TRIGGERS),
@@ -70,6 +73,7 @@ HOOK_UPDATE = {
 }
 
 _COLUMNS = "id, name, script, trigger_id, enabled, dependencies"
+_STATE = "dependencies_status, dependencies_error, lockfile, environment"
 
 
 class HookStore:
@@ -93,20 +97,57 @@ class HookStore:
             enabled = bool(data.get("enabled", first))
             if enabled:
                 _disable_others(db, trigger_id, hook_id, now)
-            db.execute(f"INSERT INTO hooks ({_COLUMNS}, created_at, updated_at) "
-                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            # Installing until the installer says otherwise: a run never sees 'ready' for
+            # dependencies nobody has looked at yet.
+            db.execute(f"INSERT INTO hooks ({_COLUMNS}, dependencies_status, created_at, "
+                       "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        (hook_id, data["name"], data["script"], trigger_id, int(enabled),
-                        json.dumps(dependencies), now, now))
+                        json.dumps(dependencies), INSTALLING if dependencies else READY,
+                        now, now))
         return self.get(hook_id)
 
     def exists(self, hook_id: str) -> bool:
         return self.store.query_one("SELECT 1 FROM hooks WHERE id = ?", (hook_id,)) is not None
 
     def get(self, hook_id: str) -> dict:
-        row = self.store.query_one(f"SELECT {_COLUMNS} FROM hooks WHERE id = ?", (hook_id,))
+        row = self.store.query_one(f"SELECT {_COLUMNS}, {_STATE} FROM hooks WHERE id = ?",
+                                   (hook_id,))
         if row is None:
             raise NotFound("Hook not found.", error_code="inexistent_hook")
         return _to_hook(row)
+
+    def installed(self, hook_id: str) -> dict:
+        """How the hook's dependencies stand: status, error, lockfile and environment key."""
+        row = self.store.query_one(f"SELECT dependencies, {_STATE} FROM hooks WHERE id = ?",
+                                   (hook_id,))
+        if row is None:
+            raise NotFound("Hook not found.", error_code="inexistent_hook")
+        return {"dependencies": json.loads(row["dependencies"]),
+                "status": row["dependencies_status"], "error": row["dependencies_error"],
+                "lockfile": row["lockfile"], "environment": row["environment"]}
+
+    def set_installed(self, hook_id: str, dependencies: dict, status: str,
+                      error: str | None = None, lockfile: str | None = None,
+                      environment: str | None = None) -> bool:
+        """Record how `dependencies` stand, if they are still the hook's (a later save may have
+        changed them meanwhile: its own install then has the last word)."""
+        with self.store.transaction() as db:
+            cursor = db.execute(
+                "UPDATE hooks SET dependencies_status = ?, dependencies_error = ?, "
+                "lockfile = ?, environment = ? WHERE id = ? AND dependencies = ?",
+                (status, error, lockfile, environment, hook_id, json.dumps(dependencies)))
+        return cursor.rowcount == 1
+
+    def in_state(self, status: str) -> list[dict]:
+        """Hooks whose dependencies stand so (at start: installs a stop cut off)."""
+        rows = self.store.query(f"SELECT {_COLUMNS}, {_STATE} FROM hooks WHERE "
+                                "dependencies_status = ?", (status,))
+        return [_to_hook(row) for row in rows]
+
+    def environments_in_use(self) -> set[str]:
+        rows = self.store.query("SELECT DISTINCT environment FROM hooks WHERE environment "
+                                "IS NOT NULL")
+        return {row[0] for row in rows}
 
     def list(self, page: int = 0, per_page: int = 50, enabled: bool | None = None,
              trigger_id: str | None = None) -> tuple[int, list[dict]]:
@@ -120,7 +161,7 @@ class HookStore:
             params.append(trigger_id)
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         total = self.store.query_one(f"SELECT COUNT(*) FROM hooks{clause}", params)[0]
-        rows = self.store.query(f"SELECT {_COLUMNS} FROM hooks{clause} ORDER BY id "
+        rows = self.store.query(f"SELECT {_COLUMNS}, {_STATE} FROM hooks{clause} ORDER BY id "
                                 "LIMIT ? OFFSET ?", [*params, per_page, page * per_page])
         return total, [_to_hook(row) for row in rows]
 
@@ -133,8 +174,9 @@ class HookStore:
         hook = self.get(hook_id)  # 404 before 400, as for a hook's secrets
         dependencies = self._validated(HOOK_UPDATE, data, hook)
         changes = {key: data[key] for key in UPDATABLE if key in data}
-        if "script" in data or "dependencies" in data:
+        if ("script" in data or "dependencies" in data) and dependencies != hook["dependencies"]:
             changes["dependencies"] = dependencies
+            changes["dependencies_status"] = INSTALLING if dependencies else READY
         now = utc_now()
         with self.store.transaction() as db:
             if "name" in changes and changes["name"] != hook["name"]:
@@ -160,8 +202,8 @@ class HookStore:
 
     def enabled_for(self, trigger_id: str) -> dict | None:
         """The one enabled hook of a trigger, or None."""
-        row = self.store.query_one(f"SELECT {_COLUMNS} FROM hooks WHERE trigger_id = ? "
-                                   "AND enabled = 1", (trigger_id,))
+        row = self.store.query_one(f"SELECT {_COLUMNS}, {_STATE} FROM hooks WHERE "
+                                   "trigger_id = ? AND enabled = 1", (trigger_id,))
         return None if row is None else _to_hook(row)
 
     def validate_script(self, script: str, trigger_id: str, dependencies: dict | None = None,
@@ -215,4 +257,6 @@ def _disable_others(db, trigger_id: str, hook_id: str, now: str) -> None:
 def _to_hook(row) -> dict:
     return {"id": row["id"], "name": row["name"], "script": row["script"],
             "triggerId": row["trigger_id"], "enabled": bool(row["enabled"]),
-            "dependencies": json.loads(row["dependencies"])}
+            "dependencies": json.loads(row["dependencies"]),
+            "dependencies_status": row["dependencies_status"],
+            "dependencies_error": row["dependencies_error"]}

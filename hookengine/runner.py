@@ -14,7 +14,9 @@ from dataclasses import dataclass
 
 from hookengine.clock import utc_now
 from hookengine.errors import BadRequest, HookEngineError, MissingSecrets
+from hookengine.environments import Environments
 from hookengine.executions import error_line
+from hookengine.installer import Installer
 from hookengine.sandbox import EgressPolicy, Job, Limits, Sandboxes, Status, failure
 from hookengine.scripts import missing_secrets, parse_metadata, trigger_of, validate_script
 from hookengine.secrets import redact, redact_fields
@@ -57,6 +59,7 @@ class Plan:
     payload: dict       # as validated, before redaction
     secrets: dict       # the values that reach the hook, redacted from everything it gives
     job: Job
+    notes: list[str]    # what the engine did before the run (waited for an install): its log
 
 
 def shape_outcome(trigger, outcome) -> tuple[Status, object, dict | None]:
@@ -72,10 +75,12 @@ def shape_outcome(trigger, outcome) -> tuple[Status, object, dict | None]:
 class Runner:
     """Prepares runs and records them; built from the services it needs, nothing more."""
 
-    def __init__(self, settings: dict, sandboxes: Sandboxes, executions, secrets=None):
+    def __init__(self, settings: dict, sandboxes: Sandboxes, executions, installer,
+                 secrets=None):
         self.settings = settings
         self.sandboxes = sandboxes
         self.executions = executions
+        self.installer = installer  # the environment a hook's dependencies are installed in
         self.secrets = secrets  # stored secrets, for `run` (a local run brings its own)
         self._last_purge = 0.0
 
@@ -92,16 +97,24 @@ class Runner:
         secrets, and build the job. Raises a HookEngineError (400) saying what to fix."""
         trigger = get_trigger(hook["triggerId"])
         payload = trigger.validate(trigger.sample_payload if payload is None else payload)
+        notes = []
         if script is None:
             script, dependencies = hook["script"], hook["dependencies"]
+            missing = missing_secrets(script, secrets)  # before any wait for an install
+            if missing:
+                raise MissingSecrets(missing)
+            environment, waited = self.installer.environment_for(hook)
+            if waited >= 0.5:
+                notes.append(f"waited {waited:.1f} s for the hook's dependencies to install")
         else:
             # Not compiled here: the zygote compiles it, and a compile error is the run's.
             dependencies, _ = validate_script(self.settings, script, hook["triggerId"],
                                               dependencies, fallback=hook["dependencies"],
                                               compile_script=False)
-        missing = missing_secrets(script, secrets)
-        if missing:
-            raise MissingSecrets(missing)
+            missing = missing_secrets(script, secrets)
+            if missing:
+                raise MissingSecrets(missing)
+            environment = self.installer.environment_now(dependencies)
         settings = self.settings
         job = Job(source=script, entry=trigger.entry_function, params=list(trigger.params),
                   args=trigger.arguments(payload), secrets=secrets, dependencies=dependencies,
@@ -109,14 +122,18 @@ class Runner:
                   egress=EgressPolicy.for_hook(dependencies, settings["EGRESS_ALLOW"],
                                                settings["HOST_MAP"]),
                   max_script_bytes=settings["MAX_SCRIPT_BYTES"],
-                  max_ast_depth=settings["MAX_AST_DEPTH"], live_logs=settings["LIVE_LOGS"])
-        return Plan(hook, trigger, payload, secrets, job)
+                  max_ast_depth=settings["MAX_AST_DEPTH"], live_logs=settings["LIVE_LOGS"],
+                  environment=environment)
+        return Plan(hook, trigger, payload, secrets, job, notes)
 
     def record(self, plan: Plan, source: str) -> dict:
         """Run the plan in the sandbox and record it: lines as they are printed, then the
         outcome, every value of a secret redacted."""
         executions, secrets = self.executions, plan.secrets
         record = executions.start(plan.hook, source, redact(plan.payload, secrets))
+        if plan.notes:
+            executions.add_lines(record, [{"time": utc_now(), "stream": "engine",
+                                           "message": note} for note in plan.notes])
         held: list[dict] = []  # lines the store could not take yet: they go with the outcome
 
         def on_lines(lines: list[dict]) -> None:
@@ -132,8 +149,8 @@ class Runner:
 
         started = time.perf_counter()
         try:
-            outcome = self.sandboxes.for_dependencies(plan.job.dependencies).execute(
-                plan.job, on_lines)
+            outcome = self.sandboxes.for_dependencies(
+                plan.job.dependencies, plan.job.environment).execute(plan.job, on_lines)
         except Exception:
             # An engine fault must not leave the record 'running' forever; the error itself
             # still reaches the error handler (500, logged with its stack).
@@ -189,8 +206,10 @@ def run_file(path, payload, secrets: dict[str, str], settings: dict,
         hook["dependencies"], _ = validate_script(settings, script, hook["triggerId"])
         declared = {n: secrets[n] for n in metadata.all_secrets() if n in secrets}
         sandboxes = sandboxes_from(settings, packages=sorted(hook["dependencies"]))
-        runner = Runner(settings, sandboxes, LocalExecutions(show_line))
-        plan = runner.prepare(hook, declared, payload)
+        installer = Installer(Environments(settings["DATA_DIR"], settings), None,
+                              settings["DEPENDENCY_WAIT_SECONDS"])
+        runner = Runner(settings, sandboxes, LocalExecutions(show_line), installer)
+        plan = runner.prepare(hook, declared, payload, script, hook["dependencies"])
     except MissingSecrets as error:
         raise BadRequest(f"{path}: {error.with_hint('Pass them with --secrets FILE.env.').message}"
                          ) from None

@@ -17,7 +17,6 @@ from importlib import metadata as distributions
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
 
 from hookengine.errors import BadRequest, ValidationError
 from hookengine.sandbox import HOOK_FILENAME, compile_hook
@@ -190,45 +189,34 @@ def from_requirements(requirements: list[str]) -> tuple[dict[str, str], list[str
 
 
 def check(dependencies: dict, allowed: list[str]) -> list[str]:
-    """Problems with `dependencies` ({package: version}); empty when all can be satisfied."""
+    """Problems with `dependencies` ({package: version}); empty when each names an allowed
+    package (HOOKENGINE_ALLOWED_PACKAGES, `*` for any) and a version it could have. Whether
+    that version exists is the index's to say, when the hook's environment is installed."""
     if not isinstance(dependencies, dict):
         return ["dependencies must be an object of {package: version}"]
     allowed_names = {canonicalize_name(a) for a in allowed}
     problems = []
     for package, wanted in dependencies.items():
         name = canonicalize_name(str(package))
-        if name not in allowed_names:
+        if "*" not in allowed and name not in allowed_names:
             problems.append(f"package {package!r} is not allowed; hooks may use "
                             f"{', '.join(sorted(allowed_names)) or 'no packages'} "
                             "(HOOKENGINE_ALLOWED_PACKAGES)")
-            continue
-        installed = installed_version(name)
-        if installed is None:
-            problems.append(f"package {package!r} is allowed but not installed on this engine")
-            continue
-        if not isinstance(wanted, str):
+        elif not isinstance(wanted, str):
             problems.append(f"the version of {package!r} must be a string such as '9.13.0', "
                             "'>=9,<10' or 'latest'")
-            continue
-        problem = _version_problem(name, wanted.strip(), installed)
-        if problem:
-            problems.append(problem)
+        elif as_specifier(wanted) is None:
+            problems.append(f"{name} {wanted!r} is not a version: use an exact version "
+                            "(9.13.0), a PEP 440 specifier (>=9,<10) or 'latest'")
     return problems
 
 
-def _version_problem(name: str, wanted: str, installed: str) -> str | None:
+def as_specifier(wanted: str) -> SpecifierSet | None:
+    """'9.13.0' -> ==9.13.0, '>=9,<10' as is, 'latest' (or '*', '') -> any; None if neither."""
+    wanted = wanted.strip()
     if wanted in ("latest", "*", ""):
-        return None
+        return SpecifierSet()
     try:
-        specifier = SpecifierSet(f"=={wanted}") if wanted[0].isdigit() else SpecifierSet(wanted)
+        return SpecifierSet(f"=={wanted}") if wanted[0].isdigit() else SpecifierSet(wanted)
     except InvalidSpecifier:
-        return (f"{name} {wanted!r} is not a version: use an exact version (9.13.0), a PEP 440 "
-                "specifier (>=9,<10) or 'latest'")
-    try:
-        satisfied = Version(installed) in specifier
-    except InvalidVersion:
-        satisfied = False
-    if not satisfied:
-        return (f"{name} {wanted} cannot be satisfied: the engine has {name} {installed} "
-                "installed")
-    return None
+        return None

@@ -98,6 +98,14 @@ MIGRATIONS = (
     CREATE INDEX executions_source ON executions(source, id);
     CREATE INDEX executions_status_all ON executions(status, id);
     """,
+    """
+    -- Declared dependencies, installed: 'ready' (on the engine's own packages, or in the
+    -- environment `environment` built from `lockfile`), 'installing' or 'failed' (`error`).
+    ALTER TABLE hooks ADD COLUMN dependencies_status TEXT NOT NULL DEFAULT 'ready';
+    ALTER TABLE hooks ADD COLUMN dependencies_error TEXT;
+    ALTER TABLE hooks ADD COLUMN lockfile TEXT;
+    ALTER TABLE hooks ADD COLUMN environment TEXT;
+    """,
 )
 
 

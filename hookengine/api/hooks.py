@@ -25,8 +25,9 @@ def get_hooks():
 @route(bp, "/hooks", "POST", summary="Create a hook", scope="create:hooks", status=201,
        body=schemas.HOOK_CREATE, response=schemas.HOOK, errors=(409,))
 def create_hook():
-    """Create a hook; 201 with its Location."""
+    """Create a hook; 201 with its Location. Its dependencies install in the background."""
     hook = engine().hooks.create(json_body())  # the store checks it against HOOK_CREATE
+    hook = engine().installer.schedule(hook)
     return hook, 201, {"Location": url_for(".get_hook", id=hook["id"])}
 
 
@@ -41,14 +42,27 @@ def get_hook(id):
        body=schemas.HOOK_UPDATE, response=schemas.HOOK, errors=(409,))
 def update_hook(id):
     """Change a hook's name, script, enabled state or dependencies."""
-    return engine().hooks.update(id, json_body())  # checked against HOOK_UPDATE
+    body = json_body()
+    hook = engine().hooks.update(id, body)  # checked against HOOK_UPDATE
+    if "script" in body or "dependencies" in body:  # its dependencies may have changed
+        hook = engine().installer.schedule(hook)
+    return hook
+
+
+@route(bp, "/hooks/<id>/lockfile", "GET", summary="How a hook's dependencies are installed",
+       scope="read:hooks", response=schemas.LOCKFILE)
+def get_lockfile(id):
+    """The status of the hook's install, and the lockfile it was installed from."""
+    state = engine().hooks.installed(id)
+    return {key: state[key] for key in ("status", "error", "lockfile", "environment")}
 
 
 @route(bp, "/hooks/<id>", "DELETE", summary="Delete a hook", scope="delete:hooks",
        status=204)
 def delete_hook(id):
-    """Delete a hook and its secrets."""
+    """Delete a hook and its secrets (and its environment, if no other hook uses it)."""
     engine().hooks.delete(id)
+    engine().installer.collect()
     return "", 204
 
 

@@ -14,8 +14,22 @@ from hookengine.triggers import TRIGGERS
 HOOK = {
     "type": "object",
     "additionalProperties": False,
-    "properties": {"id": {"type": "string"}, **FIELD_SCHEMAS, "triggerId": TRIGGER_ID},
+    "properties": {
+        "id": {"type": "string"}, **FIELD_SCHEMAS, "triggerId": TRIGGER_ID,
+        "dependencies_status": {
+            "type": "string", "enum": ["ready", "installing", "failed"],
+            "description": "ready: the hook runs (on the engine's own packages, or in an "
+                           "environment installed from its lockfile); installing: a run waits "
+                           "for it; failed: see dependencies_error, then fix and save again."},
+        "dependencies_error": {"type": ["string", "null"],
+                               "description": "Why the install failed, naming the package."}},
 }
+LOCKFILE = {"type": "object", "properties": {
+    "status": {"type": "string"}, "error": {"type": ["string", "null"]},
+    "lockfile": {"type": ["string", "null"],
+                 "description": "Pinned requirements with hashes (uv pip compile), or null "
+                                "when the hook runs on the engine's own packages."},
+    "environment": {"type": ["string", "null"]}}}
 
 
 def paged(items: dict, key: str) -> dict:
