@@ -134,8 +134,14 @@ SETTINGS = (
             "Largest file a hook may write in its private directory (RLIMIT_FSIZE)."),
     Setting("SANDBOX_UID", 61000, as_int,
             "First uid/gid of the unprivileged users hook processes run as when the engine "
-            "runs as root (one per concurrent execution, from a range of 2000: 1000 for "
-            "each of the two zygotes)."),
+            "runs as root (one per concurrent execution, 1000 for each zygote: the SDK "
+            "one, the bare one, then each environment's, so 1000 * (2 + MAX_ZYGOTES) in all)."),
+    Setting("MAX_ZYGOTES", 4, as_int,
+            "Environments whose zygote (their packages preloaded) is kept running; the least "
+            "recently used idle one stops when another is needed."),
+    Setting("ZYGOTES_MAX_MB", 0, as_int,
+            "Resident memory all environment zygotes together may hold (0: no budget); over "
+            "it, the least recently used idle ones stop."),
     Setting("ALLOWED_PACKAGES", "twilio,vonage,requests", as_list,
             "Packages hooks may declare and import (must be installed)."),
     Setting("EGRESS_ALLOW", "", as_egress_list,

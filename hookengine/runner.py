@@ -47,6 +47,8 @@ def sandboxes_from(settings: dict, packages: list[str] | None = None, shared=Non
                      uid_base=settings["SANDBOX_UID"], shared=shared, socket_dirs=socket_dirs,
                      seccomp=settings["SECCOMP"], namespaces=settings["NAMESPACES"],
                      jail=settings["JAIL"], disk_bytes=settings["DISK_BYTES"],
+                     max_environments=settings["MAX_ZYGOTES"],
+                     environments_max_mb=settings["ZYGOTES_MAX_MB"],
                      ca_bundle=os.path.abspath(ca_bundle) if ca_bundle else "")
 
 

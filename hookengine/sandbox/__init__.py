@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from hookengine.clock import utc_now
@@ -59,11 +60,14 @@ class Job:
     max_script_bytes: int  # the zygote compiles the script again under these caps
     max_ast_depth: int
     live_logs: bool = True  # lines leave the child as printed (off: with the answer)
+    # An environment's package directory: the hook runs in that environment's zygote and may
+    # import the packages it declared as installed there. None: the engine's own packages.
+    environment: str | None = None
 
     def to_request(self) -> bytes:
         return json.dumps({
             "source": self.source, "entry": self.entry, "params": self.params,
-            "allowed_roots": sorted(allowed_roots(self.dependencies)),
+            "allowed_roots": sorted(allowed_roots(self.dependencies, self.environment)),
             "limits": self.limits.to_dict(), "egress": self.egress.to_dict(),
             "max_script_bytes": self.max_script_bytes, "max_ast_depth": self.max_ast_depth,
             "live_logs": self.live_logs,
@@ -85,13 +89,21 @@ class SandboxResult:
 
 
 class Sandbox:
-    """Owns the zygote process: starts it, restarts it when it dies, sends it jobs."""
+    """Owns the zygote process: starts it, restarts it when it dies, sends it jobs.
+
+    `site_dir` is an environment's package directory: the zygote puts it first on its path
+    (its packages shadow the engine's own), preloads every package in it, and lets hooks
+    read it. Once closed, a sandbox answers runs as failed and is not restarted by them.
+    """
 
     def __init__(self, packages: list[str], uid_base: int = 61000, seccomp: bool = True,
                  namespaces: bool = True, python: str = sys.executable, jail: bool = True,
                  disk_bytes: int = 8 * 1024 * 1024, ca_bundle: str = "",
-                 socket_dir: str | None = None):
+                 socket_dir: str | None = None, site_dir: str | None = None):
         self.packages = packages
+        self.site_dir = site_dir
+        self.running = 0  # runs in flight (an idle zygote may be stopped to make room)
+        self.closed = False
         self.uid_base = uid_base
         self.seccomp = seccomp
         self.namespaces = namespaces
@@ -109,7 +121,15 @@ class Sandbox:
 
     def start(self) -> "Sandbox":
         with self._lock:
+            self.closed = False
             self._start_locked()
+        return self
+
+    def start_once(self) -> "Sandbox":
+        """Start the zygote unless it runs already (callers racing here start one)."""
+        with self._lock:
+            if not self.closed and (self.process is None or self.process.poll() is not None):
+                self._start_locked()
         return self
 
     def _start_locked(self) -> None:
@@ -118,6 +138,7 @@ class Sandbox:
             self.process.wait()
             self.process.stdin.close()
             self.process.stdout.close()
+        os.makedirs(self._dir, 0o700, exist_ok=True)  # removed by an earlier close()
         if os.path.exists(self.socket_path):
             os.unlink(self.socket_path)
         # exec, not fork: the zygote must not inherit the server's memory (keys, database)
@@ -131,7 +152,8 @@ class Sandbox:
              self.socket_path, "--packages", ",".join(self.packages),
              "--uid-base", str(self.uid_base), "--seccomp", str(int(self.seccomp)),
              "--namespaces", str(int(self.namespaces)), "--jail", str(int(self.jail)),
-             "--disk-bytes", str(self.disk_bytes), "--ca-bundle", self.ca_bundle],
+             "--disk-bytes", str(self.disk_bytes), "--ca-bundle", self.ca_bundle,
+             "--site", self.site_dir or ""],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=self._dir,
             close_fds=True, start_new_session=True)
         line = self.process.stdout.readline()
@@ -146,6 +168,8 @@ class Sandbox:
 
     def _ensure_running(self) -> None:
         with self._lock:
+            if self.closed:
+                return
             if self.process is None or self.process.poll() is not None:
                 log.warning("Sandbox zygote is not running; restarting it")
                 self._start_locked()
@@ -156,7 +180,19 @@ class Sandbox:
         The lines the hook prints go to `on_lines` in batches while it runs; lines still
         held when it ends are the result's `logs`.
         """
+        with self._lock:
+            self.running += 1
+        try:
+            return self._execute(job, on_lines)
+        finally:
+            with self._lock:
+                self.running -= 1
+
+    def _execute(self, job: Job, on_lines) -> SandboxResult:
         self._ensure_running()
+        if self.closed:
+            return _failed(Status.KILLED, "SandboxError",
+                           "the sandbox was stopped before the run could start")
         output = Output()
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         deadline = time.monotonic() + job.limits.timeout_seconds + REPLY_GRACE_SECONDS
@@ -206,6 +242,7 @@ class Sandbox:
 
     def close(self) -> None:
         with self._lock:
+            self.closed = True
             if self.process and self.process.poll() is None:
                 self.process.stdin.close()  # the lifeline: the zygote exits and kills its runs
                 try:
@@ -219,17 +256,32 @@ class Sandbox:
 
 
 class Sandboxes:
-    """The engine's zygotes: one with every allowed SDK preloaded, and a small one for hooks
-    that declare no dependencies. Forking costs in proportion to the zygote's memory (70 MB
-    with the SDKs, ~20 without), so dependency-free hooks start several ms sooner. Each is
-    started on first use (a command that runs nothing needs none) or by `start()`.
+    """The engine's zygotes: one with every allowed SDK preloaded, a small one for hooks
+    that declare no dependencies, and one per environment in use. Forking costs in
+    proportion to the zygote's memory (70 MB with the SDKs, ~20 without), so dependency-free
+    hooks start several ms sooner. Each is started on first use (a command that runs nothing
+    needs none) or by `start()`.
 
-    `shared` (tests) is one running zygote that serves every hook, and is not closed here.
-    `socket_dirs` ({kind: directory}) are the server's own, which its next start cleans up.
+    Environment zygotes (`environment`: a package directory) are started on first use and
+    kept for every later hook on that environment, at most `max_environments` of them and,
+    with `environments_max_mb`, within that much resident memory in all. To make room the
+    least recently used *idle* one is stopped: never one with a run in flight. When every
+    one is busy the new one starts anyway and the excess is stopped as soon as runs end.
+    Runs are counted in flight from the moment `execute` picks the zygote; a zygote taken
+    from `for_dependencies` is counted only once its own `execute` starts (one stopped in
+    between answers that run as failed, never a hang).
+
+    uids: full = base, bare = base + SLOTS, environment slot i = base + SLOTS * (2 + i),
+    a slot reused only once the zygote that had it has exited.
+
+    `shared` (tests) is one running zygote that serves every hook without an environment,
+    and is not closed here. `socket_dirs` ({kind: directory}) are the server's own, which
+    its next start cleans up (environment zygotes get directories inside the "bare" one).
     """
 
     def __init__(self, packages: list[str], uid_base: int = 61000, shared: Sandbox | None = None,
-                 socket_dirs: dict[str, str] | None = None, **options):
+                 socket_dirs: dict[str, str] | None = None, max_environments: int = 4,
+                 environments_max_mb: int = 0, **options):
         from hookengine.sandbox.zygote import SLOTS
 
         dirs = socket_dirs or {}
@@ -241,10 +293,36 @@ class Sandboxes:
         self._zygotes = {"full": shared, "bare": shared}
         self._owned = shared is None
         self._lock = threading.Lock()
+        self._environment_options = dict(options, packages=[])
+        self._environment_uid = lambda slot: uid_base + SLOTS * (2 + slot)
+        self._environment_sockets = dirs.get("bare")
+        self.max_environments = max(1, max_environments)
+        self.environments_max_mb = environments_max_mb
+        self._environments: OrderedDict[str, _Environment] = OrderedDict()  # least recent first
+        self._stopping: set[int] = set()  # slots of zygotes being stopped: not yet free
 
-    def for_dependencies(self, dependencies: dict) -> Sandbox:
-        """The zygote a hook with these dependencies runs in."""
-        return self._zygote("full" if dependencies else "bare")
+    def for_dependencies(self, dependencies: dict, environment: str | None = None) -> Sandbox:
+        """The zygote a hook with these dependencies (in this environment) runs in."""
+        if environment is None:
+            return self._zygote("full" if dependencies else "bare")
+        entry = self._claim(environment)
+        self._release(entry)
+        return entry.sandbox
+
+    def execute(self, job: Job, on_lines=None) -> SandboxResult:
+        """Run the job in its zygote (by its dependencies and environment), counted in
+        flight all the while so that no other environment's start stops it."""
+        if job.environment is None:
+            return self.for_dependencies(job.dependencies).execute(job, on_lines)
+        try:
+            entry = self._claim(job.environment)
+        except (OSError, RuntimeError) as error:
+            return _failed(Status.KILLED, "SandboxError",
+                           f"the environment's sandbox could not start: {error}")
+        try:
+            return entry.sandbox.execute(job, on_lines)
+        finally:
+            self._release(entry)
 
     def start(self) -> "Sandboxes":
         for kind in self._zygotes:
@@ -256,11 +334,17 @@ class Sandboxes:
         return self._zygote("full").layers
 
     def started(self) -> dict[str, Sandbox]:
-        """The zygotes started so far, by kind (a shared one counts once)."""
+        """The zygotes started so far, by kind (a shared one counts once); an environment's
+        is `env<slot>-<start of its directory's name>`."""
         started: dict[str, Sandbox] = {}
         for kind, zygote in self._zygotes.items():
             if zygote is not None and all(zygote is not z for z in started.values()):
                 started[kind] = zygote
+        with self._lock:
+            entries = list(self._environments.values())
+        for entry in entries:
+            if entry.sandbox.process is not None:
+                started[f"env{entry.slot}-{os.path.basename(entry.site)[:12]}"] = entry.sandbox
         return started
 
     def _zygote(self, kind: str) -> Sandbox:
@@ -270,10 +354,102 @@ class Sandboxes:
                     self._zygotes[kind] = Sandbox(**self._options[kind]).start()
         return self._zygotes[kind]
 
+    def _claim(self, environment: str) -> "_Environment":
+        """The environment's zygote, running, with one more run counted on it. Concurrent
+        first uses start one zygote: the others wait for it on the sandbox's lock."""
+        site = os.path.abspath(environment)
+        with self._lock:
+            known = site in self._environments
+        if not known:
+            self._trim(room=1)  # first: the slot freed (and its memory) goes to the new one
+        with self._lock:
+            entry = self._environments.get(site)
+            if entry is None:
+                used = {e.slot for e in self._environments.values()} | self._stopping
+                slot = next(i for i in range(len(used) + 1) if i not in used)
+                socket_dir = (tempfile.mkdtemp(prefix=f"env{slot}-", dir=self._environment_sockets)
+                              if self._environment_sockets else None)
+                entry = _Environment(site, slot, Sandbox(**dict(
+                    self._environment_options, uid_base=self._environment_uid(slot),
+                    socket_dir=socket_dir, site_dir=site)))
+                self._environments[site] = entry
+            self._environments.move_to_end(site)
+            entry.claims += 1
+        try:
+            entry.sandbox.start_once()
+        except BaseException:
+            self._release(entry)
+            raise
+        self._trim()  # the new one's memory counts now
+        return entry
+
+    def _release(self, entry: "_Environment") -> None:
+        with self._lock:
+            entry.claims -= 1
+        self._trim()
+
+    def _trim(self, room: int = 0) -> None:
+        """Stop least recently used idle environment zygotes while there are more than
+        `max_environments` (less `room` for new ones) or they hold more than
+        `environments_max_mb`. The most recently used one is never stopped here."""
+        with self._lock:
+            entries = list(self._environments.values())
+            # The most recent one stays (unless a new one is to come): a caller is about to
+            # use it.
+            candidates = entries if room else entries[:-1]
+            idle = [e for e in candidates if e.claims == 0 and e.sandbox.running == 0]
+            victims = idle[:max(0, len(entries) + room - self.max_environments)]
+            if self.environments_max_mb:
+                total = sum(_rss_mb(e.sandbox) for e in entries if e not in victims)
+                for entry in idle:
+                    if total <= self.environments_max_mb:
+                        break
+                    if entry not in victims:
+                        victims.append(entry)
+                        total -= _rss_mb(entry.sandbox)
+            for entry in victims:
+                del self._environments[entry.site]
+                self._stopping.add(entry.slot)
+        for entry in victims:
+            log.info("Stopping the zygote of environment %s (least recently used)", entry.site)
+            try:
+                entry.sandbox.close()
+            finally:
+                with self._lock:
+                    self._stopping.discard(entry.slot)
+
     def close(self) -> None:
+        with self._lock:
+            entries = list(self._environments.values())
+            self._environments.clear()
+        for entry in entries:
+            entry.sandbox.close()
         if self._owned:
             for zygote in self.started().values():
                 zygote.close()
+
+
+@dataclass(eq=False)
+class _Environment:
+    """An environment's zygote, its slot (its range of uids), and the runs counted on it."""
+
+    site: str
+    slot: int
+    sandbox: Sandbox
+    claims: int = 0
+
+
+def _rss_mb(sandbox: Sandbox) -> float:
+    """The zygote process's resident memory (VmRSS), in MB; 0 when it is not running."""
+    process = sandbox.process
+    try:
+        with open(f"/proc/{process.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except (AttributeError, OSError, ValueError):
+        pass
+    return 0.0
 
 
 def describe_layers(layers: dict) -> str:

@@ -111,7 +111,8 @@ class ProcessJail:
     """
 
     def __init__(self, uid_base: int, use_seccomp: bool, use_namespaces: bool = True,
-                 use_jail: bool = True, disk_bytes: int = DISK_BYTES, ca_bundle: str = ""):
+                 use_jail: bool = True, disk_bytes: int = DISK_BYTES, ca_bundle: str = "",
+                 site: str | None = None):
         self.is_root = os.geteuid() == 0
         self.baseline = 0
         self.statm = self.proc = -1
@@ -122,7 +123,8 @@ class ProcessJail:
         self.libc = ctypes.CDLL(None, use_errno=True)
         self.seccomp = _syscall_filter(use_jail) if use_seccomp else None
         self.landlock = jail.landlock_abi() if use_jail else 0
-        self.readable = jail.readable_paths() if use_jail else ([], [])
+        self.site = site  # an environment's packages: readable, and no other environment
+        self.readable = jail.readable_paths(site) if use_jail else ([], [])
         self.tree: jail.JailTree | None = None
         # The CA bundle hooks trust: certifi's plus the operator's own CAs, read now (as
         # root) and written where the hook can read it.
@@ -209,7 +211,8 @@ class ProcessJail:
         """Package directories a hook's uid cannot read. (The standard library may be
         unreadable: every module hooks may use is preloaded, and it only narrows them.)"""
         paths = [p for p in dict.fromkeys(sys.path) if p and os.path.isdir(p)
-                 and os.path.basename(p) in ("site-packages", "dist-packages")]
+                 and (os.path.basename(p) in ("site-packages", "dist-packages")
+                      or p == self.site)]
         read_r, read_w = os.pipe()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the probe child

@@ -81,13 +81,16 @@ def landlock_abi() -> int:
     return max(0, version)
 
 
-def readable_paths() -> tuple[list[str], list[tuple[str, bool]]]:
+def readable_paths(site: str | None = None) -> tuple[list[str], list[tuple[str, bool]]]:
     """What a hook needs to read, as (directories, [(file, writable)]), judged in the warmed
-    zygote: the standard library, the environment's packages, the directories of every shared
-    library loaded now, CA certificates, time zones, resolver files and device files."""
+    zygote: the standard library, the engine's packages, the environment's package directory
+    `site` (one of many under a shared parent: only this one, never the parent), the
+    directories of every shared library loaded now, CA certificates, time zones, resolver
+    files and device files."""
     dirs = [sysconfig.get_path("stdlib"), sysconfig.get_path("platstdlib"),
             sysconfig.get_path("purelib"), sysconfig.get_path("platlib")]
     dirs += [p for p in sys.path if os.path.basename(p) in ("site-packages", "dist-packages")]
+    dirs += [site] if site else []
     dirs += _loaded_library_dirs()
     verify = ssl.get_default_verify_paths()
     dirs += [p for p in (verify.capath, verify.openssl_capath) if p]

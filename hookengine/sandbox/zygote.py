@@ -386,13 +386,16 @@ class Zygote:
         os._exit(0)
 
 
-def warm(packages: list[str]) -> None:
-    """Import what hooks may use, load the SDKs' lazy parts, then freeze the heap for COW."""
+def warm(packages: list[str], site: str | None = None) -> None:
+    """Import what hooks may use, load the SDKs' lazy parts (and with `site`, every package
+    of that environment), then freeze the heap for COW."""
     for name in sorted(STDLIB_MODULES | C_LEVEL_IMPORTS):
         importlib.import_module(name)
     import RestrictedPython  # noqa: F401 - compiled scripts need its guards loaded
     for package in packages:
         warmup.warm(package)
+    if site:
+        warmup.warm_site(site)
     prepare_rehearsal()
     gc.collect()
     gc.freeze()  # children do not dirty the shared pages when they collect
@@ -408,13 +411,19 @@ def main(argv=None) -> None:
     parser.add_argument("--jail", type=int, default=1)
     parser.add_argument("--disk-bytes", type=int, default=8 * 1024 * 1024)
     parser.add_argument("--ca-bundle", default="")
+    parser.add_argument("--site", default="", help="an environment's package directory")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s zygote %(message)s")
     packages = [p for p in args.packages.split(",") if p]
     started = time.perf_counter()
-    warm(packages)
+    if args.site:
+        # First on the path: the environment's packages shadow the engine's own (its twilio 8
+        # wins over the engine's 9). Children inherit the path; the jail lets them read it.
+        sys.path.insert(0, os.path.abspath(args.site))
+    warm(packages, args.site or None)
     jail = ProcessJail(args.uid_base, bool(args.seccomp), bool(args.namespaces),
-                       bool(args.jail), args.disk_bytes, args.ca_bundle)
+                       bool(args.jail), args.disk_bytes, args.ca_bundle,
+                       site=os.path.abspath(args.site) if args.site else None)
     # Bound before the jail starts: the socket lives in the host's tree, which the zygote
     # leaves. Its directory is the server's to remove, so the jail's mount point goes there.
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -87,12 +87,14 @@ JAILED = Path(__file__).with_name("jailed.py")
 
 @pytest.fixture
 def jailed():
-    """jailed(code, limits=..., egress=None, slot=0, jail=True) -> dict: raw Python under
-    the process layer alone (jail=False: without the kernel jail). The code sets `result`;
+    """jailed(code, limits=..., egress=None, slot=0, jail=True, site=None) -> dict: raw
+    Python under the process layer alone (jail=False: without the kernel jail; site: as in
+    an environment's zygote, that package directory readable). The code sets `result`;
     an exception comes back as {"error": name, "message": ..., "errno": ...}; a killed
     process as {"signal": n}."""
     def run(code: str, limits: Limits = SMALL, egress: EgressPolicy | None = None,
-            slot: int = 0, timeout: float = 15, jail: bool = True) -> dict:
+            slot: int = 0, timeout: float = 15, jail: bool = True,
+            site: str | None = None) -> dict:
         read_fd, write_fd = os.pipe()
         scratch = tempfile.mkdtemp(prefix="hookengine-jailed-")
         os.chmod(scratch, 0o711)  # the hook's uid passes through to its working directory
@@ -100,7 +102,8 @@ def jailed():
         os.mkdir(workdir, 0o700)
         spec = {"code": code, "workdir": workdir, "scratch": scratch, "limits": limits.to_dict(),
                 "uid_base": JAILED_UID_BASE, "slot": slot, "answer_fd": write_fd,
-                "egress": egress.to_dict() if egress else None, "jail": jail}
+                "egress": egress.to_dict() if egress else None, "jail": jail,
+                "site": site}
         process = subprocess.Popen([sys.executable, str(JAILED), json.dumps(spec)],
                                    pass_fds=(write_fd,), stdin=subprocess.DEVNULL,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

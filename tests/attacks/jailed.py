@@ -33,7 +33,7 @@ def main() -> None:
     answer_fd = spec["answer_fd"]
     if spec["egress"]:
         import requests.adapters  # noqa: F401 - the host map patches its transport
-    jail = ProcessJail(spec["uid_base"], True, use_jail=spec["jail"])
+    jail = ProcessJail(spec["uid_base"], True, use_jail=spec["jail"], site=spec.get("site"))
     uid = jail.uid_for(spec["slot"])
     workdir = spec["workdir"]  # without the jail's tree (with it: its own tmpfs, /hook)
     if uid is not None:

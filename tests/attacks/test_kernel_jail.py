@@ -315,3 +315,26 @@ broker.connect(s, ("127.0.0.1", {listener.port}))
 result = "connected"
 ''', egress=policy)
     assert after == {"result": "connected"}, after
+
+
+def test_an_environment_reads_its_own_packages_and_no_other(jailed, world_dir):
+    """An environment's zygote lets its hooks read that environment's directory; another
+    environment under the same parent stays out of the jail."""
+    sites = []
+    for name in ("env1", "env2"):
+        site = world_dir / "envs" / name / "hookdemo"
+        site.mkdir(parents=True)
+        (site / "__init__.py").write_text(f"VERSION = {name!r}\n")
+        for path in (site.parent.parent, site.parent, site):
+            os.chmod(path, 0o755)
+        os.chmod(site / "__init__.py", 0o644)
+        sites.append(site.parent)
+    read = "result = open({!r}).read()"
+    own, other = (str(s / "hookdemo" / "__init__.py") for s in sites)
+    assert jailed(read.format(own), site=str(sites[0])) == {"result": "VERSION = 'env1'\n"}
+    assert jailed(read.format(own)).get("error") == "FileNotFoundError"  # no site: not there
+    answer = jailed(read.format(other), site=str(sites[0]))
+    assert answer.get("error") in ("FileNotFoundError", "PermissionError"), answer
+    # The control: without the jail the hook's uid reads the other environment.
+    assert jailed(read.format(other), site=str(sites[0]), jail=False) == {
+        "result": "VERSION = 'env2'\n"}
