@@ -151,8 +151,7 @@ class Runner:
 
         started = time.perf_counter()
         try:
-            outcome = self.sandboxes.for_dependencies(
-                plan.job.dependencies, plan.job.environment).execute(plan.job, on_lines)
+            outcome = self.sandboxes.execute(plan.job, on_lines)
         except Exception:
             # An engine fault must not leave the record 'running' forever; the error itself
             # still reaches the error handler (500, logged with its stack).

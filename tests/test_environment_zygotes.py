@@ -1,4 +1,4 @@
-"""Environment zygotes: one per package directory, its packages preloaded and first on the
+"""Environment zygotes: one per package directory, its packages first on the
 path, readable by its hooks alone, started on first use and stopped least recently used first.
 
 The environments are built by hand (as `pip install --target` would leave them) under /run,

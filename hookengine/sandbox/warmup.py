@@ -69,24 +69,3 @@ def warm(package: str) -> None:
     # The policy's tables name functions of these packages: find them once here, in the
     # zygote, so that every child shares the bound tables instead of binding its own.
     bind_tables()
-
-
-def warm_site(site: str) -> None:
-    """Import every package installed in an environment's directory (already first on
-    sys.path) and run the warmers of those that have one. A package that fails to import or
-    warm is logged and skipped: one broken package must not stop its environment's zygote."""
-    from hookengine.sandbox.deps import site_modules
-
-    for package, roots in sorted(site_modules(site).items()):
-        for root in sorted(roots):
-            try:
-                importlib.import_module(root)
-            except (Exception, SystemExit) as error:  # noqa: BLE001 - any failure is logged
-                log.warning("cannot preload %s (%s) from %s: %s", root, package, site, error)
-        warmer = WARMERS.get(package)
-        try:
-            if warmer:
-                warmer()
-        except (Exception, SystemExit) as error:  # noqa: BLE001 - another version's API
-            log.warning("cannot warm %s from %s: %s", package, site, error)
-    bind_tables()

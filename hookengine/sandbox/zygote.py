@@ -386,16 +386,18 @@ class Zygote:
         os._exit(0)
 
 
-def warm(packages: list[str], site: str | None = None) -> None:
-    """Import what hooks may use, load the SDKs' lazy parts (and with `site`, every package
-    of that environment), then freeze the heap for COW."""
+def warm(packages: list[str]) -> None:
+    """Import what hooks may use, load the SDKs' lazy parts, then freeze the heap for COW.
+
+    An environment's own packages are not imported here: they come from an index, and the
+    zygote is root and not yet jailed, so their import-time code would run on the host with
+    every privilege. A hook imports them in its locked-down child (from bytecode compiled at
+    install); only the engine's own, vetted SDKs are preloaded."""
     for name in sorted(STDLIB_MODULES | C_LEVEL_IMPORTS):
         importlib.import_module(name)
     import RestrictedPython  # noqa: F401 - compiled scripts need its guards loaded
     for package in packages:
         warmup.warm(package)
-    if site:
-        warmup.warm_site(site)
     prepare_rehearsal()
     gc.collect()
     gc.freeze()  # children do not dirty the shared pages when they collect
@@ -420,7 +422,7 @@ def main(argv=None) -> None:
         # First on the path: the environment's packages shadow the engine's own (its twilio 8
         # wins over the engine's 9). Children inherit the path; the jail lets them read it.
         sys.path.insert(0, os.path.abspath(args.site))
-    warm(packages, args.site or None)
+    warm(packages)
     jail = ProcessJail(args.uid_base, bool(args.seccomp), bool(args.namespaces),
                        bool(args.jail), args.disk_bytes, args.ca_bundle,
                        site=os.path.abspath(args.site) if args.site else None)
