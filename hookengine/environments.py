@@ -19,9 +19,9 @@ import hashlib
 import json
 import logging
 import os
-import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
@@ -145,8 +145,7 @@ def uv_binary() -> str:
 def interpreter_line() -> str:
     """The lockfile's first line: the interpreter it was resolved for. It is part of the key,
     so another Python (or platform) never reuses an environment built for this one."""
-    return (f"# hookengine lock for {platform.python_implementation()} "
-            f"{platform.python_version()} on {sysconfig.get_platform()}\n")
+    return f"# hookengine lock for {sys.implementation.cache_tag} on {sysconfig.get_platform()}\n"
 
 
 @dataclass
@@ -208,7 +207,7 @@ class Environments:
         result = self._uv(["pip", "compile", "-", "--generate-hashes", "--no-header",
                            "--no-annotate", "--quiet"], stdin="\n".join(requirements) + "\n",
                           doing="resolving", needed=needed)
-        return interpreter_line() + result.stdout
+        return interpreter_line() + result
 
     def _requirement(self, name: str, wanted: str) -> str:
         allowed = {canonicalize_name(a) for a in self.settings.get("ALLOWED_PACKAGES", ())}
@@ -243,6 +242,7 @@ class Environments:
 
     def install(self, lock: str) -> Path:
         """Install `lock` into envs/<key> once; concurrent and repeated calls share it."""
+        _check_lock(lock)
         key = self.key(lock)
         with self._holding(key):
             final = self.root / key
@@ -288,7 +288,7 @@ class Environments:
                         os.rename(entry, trash)
                         shutil.rmtree(trash, ignore_errors=True)
                         removed.append(name)
-            elif name.startswith(".tmp-"):
+            elif name.startswith(".tmp-") and KEY.fullmatch(name.split("-")[1]):
                 key = name.split("-")[1]
                 with self._holding(key, wait=False) as held:
                     if held:  # no install holds its key: a killed one left this
@@ -373,16 +373,23 @@ class Environments:
         command = [uv_binary(), *args, "--no-config", "--python", sys.executable,
                    "--only-binary", ":all:", *self.index.uv_args()]
         timeout = self.settings.get("PACKAGE_TIMEOUT_SECONDS", 300.0)
+        # Its own session, so a timeout ends uv and the bytecode compilers it starts.
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, env=env,
+                                   start_new_session=True)
         try:
-            result = subprocess.run(command, input=stdin or "", capture_output=True, text=True,
-                                    timeout=timeout, env=env)
+            stdout, stderr = process.communicate(stdin or "", timeout=timeout)
         except subprocess.TimeoutExpired:
+            _kill(process)
             raise DependencyError(f"{_named(needed)}: {doing} took longer than "
                                   f"HOOKENGINE_PACKAGE_TIMEOUT_SECONDS={timeout:g}") from None
-        if result.returncode != 0:
-            log.warning("uv %s failed: %s", args[1], result.stderr.strip())
-            raise DependencyError(_explain(result.stderr, needed, doing))
-        return result
+        except BaseException:
+            _kill(process)
+            raise
+        if process.returncode != 0:
+            log.warning("uv %s failed: %s", args[1], stderr.strip())
+            raise DependencyError(_explain(stderr, needed, doing))
+        return stdout
 
     # --- what the index offers ---------------------------------------------------------
 
@@ -409,6 +416,12 @@ class Environments:
         return self.offered(package).versions
 
 
+def _kill(process: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.communicate()
+
+
 def installed_version(package: str) -> str | None:
     try:
         return metadata.version(package)
@@ -429,6 +442,19 @@ def _engine_satisfies(name: str, wanted: str) -> bool:
         return Version(installed) in specifier
     except (InvalidSpecifier, InvalidVersion):
         return False
+
+
+# What `resolve` writes, line by line; anything else (an option such as --index-url or -e)
+# is refused, so a lockfile can only ever name pinned wheels with their hashes.
+LOCK_LINE = re.compile(r"\s*(#.*|[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9.+!_-]+( \\)?|"
+                       r"--hash=sha256:[0-9a-f]{64}( \\)?)?\s*")
+
+
+def _check_lock(lock: str) -> None:
+    bad = [line for line in lock.splitlines() if not LOCK_LINE.fullmatch(line)]
+    if bad or not _pins(lock):
+        raise DependencyError("not a lockfile hookengine wrote (pinned versions with hashes "
+                              f"only): {bad[0][:100] if bad else 'it pins nothing'!r}")
 
 
 def _pins(lock: str) -> dict[str, str]:

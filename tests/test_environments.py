@@ -144,7 +144,15 @@ def test_install_is_content_addressed_and_importable(envs):
     assert run_in(environment, "import hookdemo, hookdemo_helper; print(hookdemo.VERSION)") \
         == "2.0.0\n"
     assert (environment / environments_module.LOCK_FILE).read_text() == lock
-    assert not (envs.cache / "x").exists() and envs.cache.is_dir()  # uv's cache is ours
+    assert any(envs.cache.iterdir())  # uv's cache is the engine's, in its data directory
+
+
+@pytest.mark.parametrize("line", ["--index-url http://evil.example/simple",
+                                  "-e /tmp/project", "hookdemo>=1"])
+def test_install_takes_only_pinned_hashed_lines(envs, line):
+    lock = envs.resolve({"hookdemo": "1.0.0"})
+    with pytest.raises(DependencyError, match="not a lockfile hookengine wrote"):
+        envs.install(lock + line + "\n")
 
 
 def test_install_is_idempotent(envs, monkeypatch):
@@ -197,6 +205,38 @@ def test_a_killed_install_is_never_used_and_is_collected(envs):
     assert envs.collect(set(), min_age=0) == []
     assert not left.exists()
     assert envs.path(envs.key(lock)) is None and envs.install(lock) == envs.root / key
+
+
+KILLED_INSTALL = """
+import os, sys
+from hookengine import environments
+from hookengine.config import load_settings
+settings = load_settings({"DATA_DIR": sys.argv[1], "INDEX_URL": "none"}, env_file=None,
+                         environ={})
+# uv "installs" one file, then the engine dies (SIGKILL) before renaming the environment.
+environments.uv_binary = lambda: sys.argv[2]
+environments.Environments(sys.argv[1], settings).install(sys.argv[3])
+"""
+
+
+def test_an_engine_killed_mid_install_leaves_nothing_used(envs, tmp_path):
+    lock = envs.resolve({"hookdemo": "1.0.0"})
+    uv = tmp_path / "uv"
+    uv.write_text("#!/bin/sh\n"
+                  'while [ "$1" != --target ]; do shift; done\n'
+                  'touch "$2/partial"\n'
+                  "kill -9 $PPID\n"
+                  "exit 1\n")
+    uv.chmod(0o755)
+    child = subprocess.run([sys.executable, "-c", KILLED_INSTALL, str(envs.data_dir), str(uv),
+                            lock], capture_output=True, text=True)
+    assert child.returncode == -9, child.stderr
+    left = [p for p in envs.root.iterdir() if p.name.startswith(".tmp-")]
+    assert len(left) == 1 and (left[0] / "partial").exists()
+    assert envs.path(envs.key(lock)) is None
+    envs.collect(set(), min_age=0)
+    assert not left[0].exists()
+    assert envs.install(lock) == envs.path(envs.key(lock))
 
 
 def test_an_install_in_progress_is_not_collected(envs):
