@@ -38,8 +38,7 @@ from pathlib import Path
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.tags import sys_tags
-from packaging.utils import (InvalidWheelFilename, canonicalize_name,
-                             parse_wheel_filename)
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 from hookengine.errors import DependencyError
@@ -62,7 +61,8 @@ INDEX_TIMEOUT_SECONDS = 10
 ERROR_CACHE_SECONDS = 60
 KEY = re.compile(r"[0-9a-f]{64}")
 LOCK_FILE = "hookengine-lock.txt"
-SDIST_ONLY = "ships only source, and hookengine installs wheels only (no build step runs on the host)"
+SDIST_ONLY = ("ships only source, and hookengine installs wheels only (no build step runs "
+              "on the host)")
 
 
 @dataclass(frozen=True)

@@ -292,7 +292,8 @@ def test_an_install_that_passes_the_cap_is_undone(envs, settings):
 # --- index settings and what the index offers ----------------------------------------
 
 def test_index_settings_become_uv_arguments(settings):
-    assert index_for(settings).uv_args() == ["--no-index", "--find-links", settings["FIND_LINKS"][0]]
+    assert index_for(settings).uv_args() == ["--no-index",
+                                             "--find-links", settings["FIND_LINKS"][0]]
     settings.update(INDEX_URL="https://pypi.example/simple/",
                     EXTRA_INDEX_URLS=["https://extra.example/simple"])
     assert index_for(settings).uv_args()[:4] == ["--index-url", "https://pypi.example/simple",
