@@ -143,7 +143,22 @@ SETTINGS = (
             "Resident memory all environment zygotes together may hold (0: no budget); over "
             "it, the least recently used idle ones stop."),
     Setting("ALLOWED_PACKAGES", "twilio,vonage,requests", as_list,
-            "Packages hooks may declare and import (must be installed)."),
+            "Packages hooks may declare and import (must be installed); `*` allows any."),
+    Setting("INDEX_URL", "", as_str,
+            "Package index (simple API) hooks' own dependencies are resolved against. Empty: "
+            "what pip is configured to use (its index-url, else PyPI, plus its "
+            "extra-index-url and find-links); `none`: no index, only FIND_LINKS."),
+    Setting("EXTRA_INDEX_URLS", "", as_list,
+            "More indexes, comma-separated (uv asks them before INDEX_URL)."),
+    Setting("FIND_LINKS", "", as_list,
+            "Directories or URLs of wheel files to resolve from, comma-separated."),
+    Setting("ENVS_MAX_MB", 2048, as_int,
+            "Disk the installed dependency environments (`envs/` in the data directory) may "
+            "use in all; an install beyond it is refused."),
+    Setting("PACKAGE_TIMEOUT_SECONDS", 300.0, as_float,
+            "Longest one resolve or install of a hook's dependencies may take."),
+    Setting("PACKAGE_CACHE_SECONDS", 600, as_int,
+            "How long `GET /packages` keeps what an index offers before asking again."),
     Setting("EGRESS_ALLOW", "", as_egress_list,
             "Extra hosts (`*.example.com` allowed) or CIDRs hooks may connect to."),
     Setting("HOST_MAP", "", as_host_map,

@@ -121,6 +121,14 @@ class ServiceUnavailable(HookEngineError):
     error_code = "service_unavailable"
 
 
+class DependencyError(HookEngineError):
+    """A hook's dependencies cannot be given an environment; the message names the package,
+    the version and why (no such version, source only, not allowed, the disk cap)."""
+
+    status_code = 400
+    error_code = "dependency_failed"
+
+
 class ConfigError(HookEngineError):
     """A setting or key the engine cannot use (500).
 

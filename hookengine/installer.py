@@ -29,6 +29,8 @@ class Installer:
         self.hooks = hooks
         self.wait_seconds = wait_seconds
         self.changed = threading.Condition()
+        # Keys installed but not yet recorded on their hook: `collect` must not take them.
+        self._pending: set[str] = set()
         # Two at a time: an install is mostly waiting on the index, and a burst of saves
         # (a push of a directory) must not start a resolver per hook at once.
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="install")
@@ -55,11 +57,14 @@ class Installer:
 
     def _install(self, hook_id: str, dependencies: dict) -> None:
         started = time.monotonic()
+        key = None
         try:
             lockfile = self.environments.resolve(dependencies)
+            key = self.environments.key(lockfile)
+            with self.changed:
+                self._pending.add(key)
             self.environments.install(lockfile)
-            self._record(hook_id, dependencies, READY, lockfile=lockfile,
-                         environment=self.environments.key(lockfile))
+            self._record(hook_id, dependencies, READY, lockfile=lockfile, environment=key)
             log.info("Hook %s: dependencies installed in %.1f s", hook_id,
                      time.monotonic() - started)
         except DependencyError as error:
@@ -68,6 +73,8 @@ class Installer:
             log.exception("Hook %s: installing its dependencies failed", hook_id)
             self._record(hook_id, dependencies, FAILED,
                          error="the engine failed while installing; see the engine log")
+        with self.changed:
+            self._pending.discard(key)
         self.collect()
 
     def _record(self, hook_id: str, dependencies: dict, status: str, **state) -> None:
@@ -111,8 +118,11 @@ class Installer:
 
     def collect(self) -> None:
         """Remove environments no hook uses any more."""
+        with self.changed:
+            keep = self.hooks.environments_in_use() | self._pending
         try:
-            removed = self.environments.collect(self.hooks.environments_in_use())
+            # No grace period: what is being installed is in `keep` until its hook has it.
+            removed = self.environments.collect(keep, min_age=0)
         except OSError:
             log.exception("Could not remove unused environments")
             return

@@ -122,8 +122,10 @@ def make_venv(checkout: Path) -> Path:
             if not target.is_relative_to(venv):
                 continue  # a file a distribution installed outside its venv
             target.parent.mkdir(parents=True, exist_ok=True)
-            if key == "hookengine" or target.parent == venv / "bin":
-                # The editable finder maps to the checkout; scripts start this venv's python.
+            if key == "hookengine" or (target.parent == venv / "bin"
+                                       and source.read_bytes()[:2] == b"#!"):
+                # The editable finder maps to the checkout; scripts start this venv's python
+                # (a binary such as uv's is copied as it is).
                 text = source.read_text()
                 text = text.replace(str(here_venv), str(venv)).replace(str(ROOT), str(checkout))
                 target.write_text(text)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 
 def init_app(app) -> None:
-    from hookengine.api import health, hooks, openapi, runs, secrets, triggers
+    from hookengine.api import health, hooks, openapi, packages, runs, secrets, triggers
 
-    for module in (hooks, secrets, runs, triggers, openapi, health):
+    for module in (hooks, secrets, runs, triggers, packages, openapi, health):
         app.register_blueprint(module.bp)
