@@ -78,3 +78,18 @@ def build(directory: Path) -> Path:
 
 def _digest(data: bytes) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def default_index_reachable() -> bool:
+    """Whether the index the engine would use by default answers (tests that need the real
+    index skip cleanly without it)."""
+    import urllib.request
+
+    from hookengine.environments import index_for
+
+    try:
+        url = index_for({"INDEX_URL": "", "EXTRA_INDEX_URLS": [], "FIND_LINKS": []}).url
+        urllib.request.urlopen(f"{url}/phonenumbers/", timeout=5).close()
+        return True
+    except OSError:
+        return False

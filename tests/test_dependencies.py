@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from packageindex import build, wheel
+from packageindex import build, default_index_reachable, wheel
 from serverprocess import ServerProcess
 
 ALLOWED = "twilio,vonage,requests,hookdemo,sdistonly"
@@ -222,7 +222,35 @@ def test_hooks_on_the_engines_own_packages_need_no_index(server, index):
                                  "# [tool.hookengine]\n# trigger = \"send-phone-message\"\n"
                                  "# ///\nimport requests\n\n"
                                  "def send_phone_message(recipient, text, context):\n"
-                                 "    return {\"MessageID\": requests.__version__}\n")
+                                 "    return {\"MessageID\": str(requests.codes.ok)}\n")
     assert hook["dependencies_status"] == "ready"
     assert run(server, hook["id"]).json()["status"] == "success"
     assert not index.asked.is_set()
+
+
+PHONENUMBERS = """# /// script
+# dependencies = ["phonenumbers"]
+# [tool.hookengine]
+# trigger = "send-phone-message"
+# ///
+import phonenumbers
+
+def send_phone_message(recipient, text, context):
+    number = phonenumbers.parse("(202) 555-0143", "US")
+    return {"MessageID": phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)}
+"""
+
+
+@pytest.mark.skipif(not default_index_reachable(), reason="the package index is unreachable")
+def test_a_real_package_from_the_configured_index(tmp_path):
+    """The one test that uses the network: phonenumbers from the index pip is set up for."""
+    server = ServerProcess(tmp_path / "data", ALLOWED_PACKAGES="phonenumbers").start()
+    try:
+        hook = create(server, "e164", PHONENUMBERS)
+        assert settled(server, hook["id"])["dependencies_status"] == "ready"
+        assert "phonenumbers==" in server.call("GET", f"/hooks/{hook['id']}/lockfile"
+                                               ).json()["lockfile"]
+        record = run(server, hook["id"]).json()
+        assert (record["status"], record["result"]) == ("success", {"MessageID": "+12025550143"})
+    finally:
+        server.terminate()

@@ -12,7 +12,6 @@ import os
 import stat
 import subprocess
 import sys
-import urllib.request
 from importlib import metadata
 from pathlib import Path
 
@@ -370,27 +369,3 @@ def test_packages_route_with_any_package_allowed_lists_the_engines(any_package_a
     response = client.get("/api/v2/packages", headers=auth("read:hooks"))
     assert [p["name"] for p in response.json] == ["twilio", "vonage", "requests"]
     assert response.json[2]["installed"] == REQUESTS
-
-
-# --- a real index --------------------------------------------------------------------
-
-def _default_index_reachable() -> bool:
-    try:
-        url = index_for({"INDEX_URL": "", "EXTRA_INDEX_URLS": [], "FIND_LINKS": []}).url
-        urllib.request.urlopen(f"{url}/phonenumbers/", timeout=5).close()
-        return True
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(not _default_index_reachable(), reason="the default index is unreachable")
-def test_a_real_package_installs_from_the_default_index(tmp_path):
-    settings = load_settings({"DATA_DIR": str(tmp_path / "data"),
-                              "ALLOWED_PACKAGES": "phonenumbers"}, env_file=None, environ={})
-    envs = Environments(settings["DATA_DIR"], settings)
-    lock = envs.resolve({"phonenumbers": "latest"})
-    version = pins(lock)["phonenumbers"]
-    assert version in envs.versions("phonenumbers")
-    environment = envs.install(lock)
-    assert run_in(environment, "import phonenumbers; print(phonenumbers.__version__)") == \
-        f"{version}\n"
