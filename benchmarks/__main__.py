@@ -6,15 +6,16 @@ import argparse
 import os
 import platform
 
-from benchmarks import http_bench, jail_bench, load_bench, sandbox_bench, streaming_bench
+from benchmarks import (dependencies_bench, http_bench, jail_bench, load_bench, sandbox_bench,
+                        streaming_bench)
 from benchmarks.common import print_table
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3, help="rounds per figure (medians)")
-    parser.add_argument("--only", choices=["sandbox", "http", "jail", "streaming", "abuse",
-                                                   "memory"],
+    parser.add_argument("--only", choices=["sandbox", "http", "jail", "streaming",
+                                                   "dependencies", "abuse", "memory"],
                         default=None)
     parser.add_argument("--executions", type=int, default=10000,
                         help="executions for the memory-growth figure")
@@ -30,6 +31,8 @@ def main() -> None:
         jail_bench.run(args.rounds)
     if args.only in (None, "streaming"):
         streaming_bench.run(args.rounds)
+    if args.only in (None, "dependencies"):
+        dependencies_bench.run(args.rounds)
     if args.only in (None, "abuse"):
         load_bench.run_abuse(args.abuse_seconds)
     if args.only in (None, "memory"):

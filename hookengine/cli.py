@@ -251,6 +251,8 @@ def run(target, payload, secrets_file, trigger, api):
                          if secrets_file else "trigger is fixed"))
     else:
         hook = resolve_hook(api, target)
+        if hook.get("dependencies_status") == "installing":
+            click.echo(f"waiting for {hook['name']}'s dependencies to install...", err=True)
         record = api.post(f"/hooks/{hook['id']}/run", {"payload": payload}
                           if payload is not None else {})
     click.echo(json.dumps(record, indent=2))

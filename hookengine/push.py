@@ -117,6 +117,12 @@ def _upload(file: HookFile, stored: dict | None, env: EnvFile, api: ApiClient,
     else:
         file.hook = api.patch(f"/hooks/{stored['id']}", {"script": file.script})
         echo(f"updated {file.name} ({stored['id']})")
+    status = file.hook.get("dependencies_status")
+    if status == "installing":
+        echo(f"  dependencies installing: a first run waits for them (`hookengine show "
+             f"{file.name}` says when they are ready)")
+    elif status == "failed":
+        echo(f"  dependencies failed: {file.hook.get('dependencies_error')}")
     _set_secrets(file, env, api, echo)
 
 

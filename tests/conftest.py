@@ -22,7 +22,10 @@ def sandbox():
 @pytest.fixture
 def app_settings(tmp_path):
     """Settings of the `app` fixture; tests add to it (before `app` is built) as they need."""
-    return {"DATA_DIR": str(tmp_path / "data"), "TIMEOUT_SECONDS": 5, "CPU_SECONDS": 2}
+    # No package index: a hook's own dependencies resolve against nothing (no network in
+    # tests); tests of installs bring their own index (tests/packageindex.py).
+    return {"DATA_DIR": str(tmp_path / "data"), "TIMEOUT_SECONDS": 5, "CPU_SECONDS": 2,
+            "INDEX_URL": "none"}
 
 
 @pytest.fixture
