@@ -117,7 +117,10 @@ class Installer:
         return str(self.environments.install(lockfile))
 
     def collect(self) -> None:
-        """Remove environments no hook uses any more."""
+        """Remove environments no hook uses any more (a local run's installer has no hooks,
+        and leaves the data directory's environments alone)."""
+        if self.hooks is None:
+            return
         with self.changed:
             keep = self.hooks.environments_in_use() | self._pending
         try:

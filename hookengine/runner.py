@@ -178,12 +178,15 @@ class Runner:
         return record
 
     def _purge_now_and_then(self) -> None:
+        """Every PURGE_EVERY_SECONDS: executions past retention, and unused environments
+        (those a hook stopped using are removed at once; this catches the rest)."""
         now = time.monotonic()
         if now - self._last_purge > PURGE_EVERY_SECONDS:
             self._last_purge = now
             removed = self.executions.purge()
             if removed:
                 log.info("Deleted %d executions past the retention period", removed)
+            self.installer.collect()
 
 
 def _redacted(lines: list[dict], secrets: dict[str, str]) -> list[dict]:
