@@ -11,12 +11,12 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import requests
 
+from loopback import LoopbackServer, QuietHandler
 from packageindex import build, default_index_reachable, wheel
 from serverprocess import ServerProcess
 
@@ -46,7 +46,7 @@ class GatedIndex:
         self.asked = threading.Event()
         index = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self):
                 index.asked.set()
                 index.open.wait(120)
@@ -67,13 +67,8 @@ class GatedIndex:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.loopback = LoopbackServer(Handler)
+        self.url = self.loopback.url + "/"
 
     def shut(self):
         self.asked.clear()
@@ -81,8 +76,7 @@ class GatedIndex:
 
     def close(self):
         self.open.set()
-        self.server.shutdown()
-        self.server.server_close()
+        self.loopback.close()
 
 
 @pytest.fixture

@@ -15,11 +15,11 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
 
+from loopback import LoopbackServer, QuietHandler
 from serverprocess import ServerProcess
 
 GATED = '''# /// script
@@ -55,7 +55,7 @@ class Gate:
         self.arrived = threading.Event()
         gate = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self):
                 gate.arrived.set()
                 gate.opened.wait(60)
@@ -64,21 +64,15 @@ class Gate:
                 self.end_headers()
                 self.wfile.write(b"ok")
 
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.loopback = LoopbackServer(Handler)
+        self.url = self.loopback.url
 
     def open(self):
         self.opened.set()
 
     def close(self):
         self.opened.set()
-        self.server.shutdown()
-        self.server.server_close()
+        self.loopback.close()
 
 
 class EventStream:
