@@ -138,10 +138,11 @@ DELIVERY_PATCH = {
     "type": "object", "additionalProperties": False, "minProperties": 1,
     "properties": {
         "allowed_countries": {
-            "type": "array", "items": {"type": "string", "pattern": "^[A-Za-z]{2}$"},
+            "type": "array",
+            "items": {"type": "string", "pattern": "^[A-Za-z]{2}$",
+                      "x-hint": "send two-letter ISO 3166-1 country codes such as US, FR, GB"},
             "description": "ISO 3166-1 alpha-2 codes of the countries codes may be sent to; "
-                           "[] allows every country.",
-            "x-hint": "send two-letter ISO 3166-1 country codes such as US, FR, GB"},
+                           "[] allows every country."},
         "bucket_size": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1,
                         "description": "Messages a user may receive in a burst."},
         "refill_seconds": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1,
