@@ -15,7 +15,8 @@ from hookengine.errors import Forbidden, Unauthorized, ValidationError
 
 SCOPES = ("read:hooks", "create:hooks", "update:hooks", "delete:hooks", "execute:hooks",
           "read:guardian_factors", "update:guardian_factors",
-          "read:tenant_settings", "update:tenant_settings")
+          "read:tenant_settings", "update:tenant_settings",
+          "read:attack_protection", "update:attack_protection")
 TOKEN_PREFIX = "he_"
 
 

@@ -61,6 +61,7 @@ DEFAULTS = {
         "flags": {"disable_management_api_sms_obfuscation": False},
     },
     "delivery": {"allowed_countries": [], "bucket_size": 10, "refill_seconds": 3600},
+    "phone_provider_protection": {"type": "default"},
 }
 
 # --- request schemas (Auth0's OpenAPI shapes, additionalProperties false) ---------------
@@ -148,6 +149,15 @@ DELIVERY_PATCH = {
         "refill_seconds": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1,
                            "description": "Seconds for one message to come back."},
     },
+}
+
+
+PROTECTION_SET = {
+    "type": "object", "additionalProperties": False, "required": ["type"],
+    "properties": {"type": {
+        "type": "string", "enum": ["exponential", "default", "none"],
+        "description": "Stored only. Auth0's OpenAPI says none and its SDK default for the "
+                       "non-exponential value; both are taken and returned as sent."}},
 }
 
 
@@ -250,6 +260,12 @@ class PhoneConfig:
 
     def set_policies(self, policies: list[str]) -> None:
         self._put("policies", list(policies))
+
+    def phone_provider_protection(self) -> dict:
+        return self._get("phone_provider_protection")
+
+    def set_phone_provider_protection(self, protection: dict) -> None:
+        self._put("phone_provider_protection", {"type": protection["type"]})
 
     def update_tenant(self, changes: dict) -> dict:
         """Apply a PATCH: the sent fields replace the stored ones; flags are merged."""

@@ -4,6 +4,7 @@ the configuration outlives a restart of a real `hookengine serve`."""
 from __future__ import annotations
 
 import pytest
+from auth0.management.core.api_error import ApiError
 from auth0.management.errors import BadRequestError
 
 from serverprocess import ServerProcess
@@ -73,6 +74,16 @@ def test_sdk_manages_phone_settings_policies_and_tenant_settings(sdk):  # noqa: 
     assert (tenant.friendly_name, tenant.phone_consolidated_experience) == ("Acme", False)
     assert tenant.flags.disable_management_api_sms_obfuscation is True
     assert sdk.tenants.settings.get(fields="friendly_name", include_fields=True).flags is None
+
+
+def test_sdk_sets_the_phone_provider_protection(sdk):  # noqa: F811
+    assert sdk.attack_protection.phone_provider_protection.get().type == "default"
+    sdk.attack_protection.phone_provider_protection.patch(type="exponential")
+    assert sdk.attack_protection.phone_provider_protection.get().type == "exponential"
+    # This call's generated client maps no 400 to BadRequestError: the base class carries it.
+    with pytest.raises(ApiError) as raised:
+        sdk.attack_protection.phone_provider_protection.patch(type="linear")
+    assert raised.value.status_code == 400
 
 
 def test_configuration_survives_a_server_restart(tmp_path):

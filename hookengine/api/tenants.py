@@ -1,4 +1,5 @@
-"""Tenant settings, shaped as Auth0's: the fields the phone factor uses."""
+"""Tenant settings and the phone provider protection, shaped as Auth0's: what the phone
+factor uses."""
 
 from __future__ import annotations
 
@@ -45,3 +46,22 @@ def _select(settings: dict) -> dict:
         return settings
     return {name: value for name, value in settings.items()
             if (name in names) == query["include_fields"]}
+
+
+PROTECTION = "/attack-protection/phone-provider-protection"
+
+
+@route(bp, PROTECTION, "GET", summary="Get the phone provider protection",
+       scope="read:attack_protection", response=rules.PROTECTION_SET, tag="tenants")
+def get_phone_provider_protection():
+    """Stored for Auth0's tools; hookengine's own throttle is the delivery settings' bucket."""
+    return engine().phoneconfig.phone_provider_protection()
+
+
+@route(bp, PROTECTION, "PATCH", summary="Set the phone provider protection",
+       scope="update:attack_protection", body=rules.PROTECTION_SET,
+       response=rules.PROTECTION_SET, tag="tenants")
+def set_phone_provider_protection():
+    protection = json_body(rules.PROTECTION_SET)
+    engine().phoneconfig.set_phone_provider_protection(protection)
+    return protection
