@@ -13,7 +13,10 @@ from hookengine.clock import utc_now
 
 from hookengine.errors import Forbidden, Unauthorized, ValidationError
 
-SCOPES = ("read:hooks", "create:hooks", "update:hooks", "delete:hooks", "execute:hooks")
+SCOPES = ("read:hooks", "create:hooks", "update:hooks", "delete:hooks", "execute:hooks",
+          "read:guardian_factors", "update:guardian_factors",
+          "read:tenant_settings", "update:tenant_settings",
+          "read:attack_protection", "update:attack_protection")
 TOKEN_PREFIX = "he_"
 
 

@@ -10,6 +10,7 @@ from hookengine.environments import Environments
 from hookengine.executions import ExecutionStore
 from hookengine.hooks import HookStore
 from hookengine.installer import Installer
+from hookengine.phoneconfig import PhoneConfig
 from hookengine.runner import Runner, sandboxes_from
 from hookengine.secrets import SecretStore, load_cipher
 from hookengine.store import Store
@@ -29,9 +30,10 @@ class Engine:
         self.settings = settings
         self.store = Store(settings["DATA_DIR"]).open()
         self.tokens = TokenStore(self.store)
-        self.secrets = SecretStore(self.store, load_cipher(settings["SECRET_KEY"],
-                                                           settings["DATA_DIR"]),
-                                   settings["MAX_SECRETS"], settings["MAX_SECRET_BYTES"])
+        cipher = load_cipher(settings["SECRET_KEY"], settings["DATA_DIR"])
+        self.secrets = SecretStore(self.store, cipher, settings["MAX_SECRETS"],
+                                   settings["MAX_SECRET_BYTES"])
+        self.phoneconfig = PhoneConfig(self.store, cipher)
         self.hooks = HookStore(self.store, settings)
         self.executions = ExecutionStore(self.store, settings)
         self.lock = lock

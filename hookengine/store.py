@@ -106,6 +106,14 @@ MIGRATIONS = (
     ALTER TABLE hooks ADD COLUMN lockfile TEXT;
     ALTER TABLE hooks ADD COLUMN environment TEXT;
     """,
+    """
+    -- The phone factor's configuration and the tenant settings (hookengine/phoneconfig.py):
+    -- one JSON document per key; the Twilio auth token inside is a Fernet token.
+    CREATE TABLE phone_config (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
 )
 
 

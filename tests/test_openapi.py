@@ -92,7 +92,7 @@ def test_operations_registered_later_appear(client):
 # --- every status a route answers is in the document --------------------------------------
 
 UNKNOWN = {"id": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "execution_id": "01ARZ3NDEKTSV4RRFFQ69G5FAV",
-           "trigger_id": "no-such-trigger"}
+           "trigger_id": "no-such-trigger", "name": "no-such-factor"}
 BAD_QUERY_VALUE = {"integer": "x", "boolean": "maybe", "string": "\n"}
 
 
@@ -135,7 +135,8 @@ def failing_requests(path: str, operation: dict, ids: dict, all_scopes: dict,
 def existing_ids(make_hook, engine, sample_payload):
     hook = make_hook()
     record = engine.runner.run(hook, sample_payload("send-phone-message"))
-    return {"id": hook["id"], "execution_id": record["id"], "trigger_id": "send-phone-message"}
+    return {"id": hook["id"], "execution_id": record["id"], "trigger_id": "send-phone-message",
+            "name": "sms"}
 
 
 def test_every_status_a_route_answers_is_documented(client, doc, engine, auth, existing_ids):
