@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from hookengine.clock import as_utc_text, utc_now
 from hookengine.errors import BadRequest, Conflict, NotFound, ValidationError
-from hookengine.sandbox.egress import EgressDenied, EgressGuard, EgressPolicy
+from hookengine.sandbox import EgressDenied, EgressGuard, EgressPolicy
 from hookengine.tenantlogs import stream_wants
 from hookengine.validation import schema_problems
 
