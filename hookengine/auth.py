@@ -16,7 +16,9 @@ from hookengine.errors import Forbidden, Unauthorized, ValidationError
 SCOPES = ("read:hooks", "create:hooks", "update:hooks", "delete:hooks", "execute:hooks",
           "read:guardian_factors", "update:guardian_factors",
           "read:tenant_settings", "update:tenant_settings",
-          "read:attack_protection", "update:attack_protection")
+          "read:attack_protection", "update:attack_protection",
+          "read:logs", "read:logs_users", "read:log_streams", "create:log_streams",
+          "update:log_streams", "delete:log_streams")
 TOKEN_PREFIX = "he_"
 
 
@@ -77,8 +79,9 @@ def bearer_token(header: str | None) -> str:
     return token.strip()
 
 
-def require_scope(scope: str):
-    """Route decorator: 401 without a valid token, 403 when it lacks `scope` (Auth0's text)."""
+def require_scope(scope: str | tuple[str, ...]):
+    """Route decorator: 401 without a valid token, 403 when it lacks `scope` (any one of
+    them, for a tuple) (Auth0's text)."""
     def decorator(view):
         view.required_scope = scope  # read by the OpenAPI generator
 
@@ -97,7 +100,8 @@ def require_scope(scope: str):
     return decorator
 
 
-def check_scope(scopes: set[str], scope: str, why: str = "") -> None:
-    """403 with Auth0's message when `scope` is missing."""
-    if scope not in scopes:
-        raise Forbidden(f"Insufficient scope; expected any of: {scope}.{why}")
+def check_scope(scopes: set[str], scope: str | tuple[str, ...], why: str = "") -> None:
+    """403 with Auth0's message when `scope` (every one of them, for a tuple) is missing."""
+    wanted = (scope,) if isinstance(scope, str) else scope
+    if not scopes & set(wanted):
+        raise Forbidden(f"Insufficient scope; expected any of: {', '.join(wanted)}.{why}")

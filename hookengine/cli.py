@@ -110,6 +110,7 @@ def serve(host, port, data_dir):
                        "interrupted", err=True)
         engine.installer.start()  # installs a stop cut off; environments nobody uses go
         engine.sandboxes.start()  # now: the first Run must not pay for starting them
+        engine.log_delivery.start()  # log streams' queues, including what a stop left
         try:
             server = make_server(app, host, port)
         except OSError as error:  # the port is taken, or the host is not this machine's

@@ -188,6 +188,14 @@ SETTINGS = (
             "ends; only for measuring what streaming costs)."),
     Setting("EXECUTIONS_PER_HOOK_LOGS", 50, as_int,
             "Recent executions whose lines `GET /hooks/{id}/logs` returns."),
+    Setting("MAX_LOG_STREAMS", 10, as_int,
+            "Log streams a tenant may have (another POST /log-streams answers 409)."),
+    Setting("LOG_STREAM_RETRY_SECONDS", 30.0, as_float,
+            "How long a log stream waits after a batch failed three attempts before trying "
+            "it again."),
+    Setting("LOG_STREAM_SUSPEND_DAYS", 7.0, as_float,
+            "A log stream whose deliveries have failed for this long is suspended (Auth0: 7 "
+            "days); its queue is kept, and PATCH status active resumes it."),
     Setting("SERVER_THREADS", 16, as_int, "Worker threads of the WSGI server."),
     Setting("LOG_LEVEL", "INFO", as_str, "Engine log level (the engine's own log, not hooks')."),
 )

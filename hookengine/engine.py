@@ -10,10 +10,13 @@ from hookengine.environments import Environments
 from hookengine.executions import ExecutionStore
 from hookengine.hooks import HookStore
 from hookengine.installer import Installer
+from hookengine.logdelivery import LogDelivery
+from hookengine.logstreams import LogStreams
 from hookengine.phoneconfig import PhoneConfig
 from hookengine.runner import Runner, sandboxes_from
 from hookengine.secrets import SecretStore, load_cipher
 from hookengine.store import Store
+from hookengine.tenantlogs import TenantLogs
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,10 @@ class Engine:
         # Live log streams each hold a server thread: keep most threads for runs.
         self.followers = threading.BoundedSemaphore(max(1, settings["SERVER_THREADS"] // 4))
         self.closing = threading.Event()
+        self.logs = TenantLogs(self.store)
+        self.log_streams = LogStreams(self.store, self.secrets.cipher, settings)
+        # Its thread is started by `serve` (tests drive deliver_due() themselves).
+        self.log_delivery = LogDelivery(self.store, self.logs, self.log_streams, settings)
 
     def end_streams(self) -> None:
         """Make every live log stream end now (a stopping server must not wait for them)."""
@@ -56,6 +63,7 @@ class Engine:
 
     def close(self) -> None:
         self.end_streams()
+        self.log_delivery.close()
         self.installer.close()
         self.sandboxes.close()
         self.store.close()

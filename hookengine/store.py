@@ -114,6 +114,47 @@ MIGRATIONS = (
         value TEXT NOT NULL
     );
     """,
+    """
+    -- Tenant logs (GET /api/v2/logs). log_id is "90" and seq, zero-padded to 56 digits, so it
+    -- sorts in recording order; data is the rest of the entry, JSON.
+    CREATE TABLE logs (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        log_id TEXT UNIQUE,
+        date TEXT NOT NULL,
+        type TEXT NOT NULL,
+        user_id TEXT,
+        data TEXT NOT NULL
+    );
+    CREATE INDEX logs_date ON logs(date, seq);
+    CREATE INDEX logs_type ON logs(type, date);
+    CREATE INDEX logs_user ON logs(user_id, date);
+
+    -- Log streams; sink is JSON with httpAuthorization encrypted (Fernet). failing_since is
+    -- when the current run of failed deliveries began (epoch seconds), retry_at when the
+    -- worker tries again.
+    CREATE TABLE log_streams (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        type TEXT NOT NULL,
+        status TEXT NOT NULL,
+        is_priority INTEGER NOT NULL DEFAULT 0,
+        filters TEXT NOT NULL DEFAULT '[]',
+        sink TEXT NOT NULL,
+        failing_since REAL,
+        retry_at REAL NOT NULL DEFAULT 0,
+        last_error TEXT,
+        created_at TEXT NOT NULL
+    );
+
+    -- What each stream has still to deliver: a row leaves only once its receiver answered 2xx.
+    CREATE TABLE log_stream_outbox (
+        stream_id TEXT NOT NULL REFERENCES log_streams(id) ON DELETE CASCADE,
+        log_seq INTEGER NOT NULL REFERENCES logs(seq) ON DELETE CASCADE,
+        PRIMARY KEY (stream_id, log_seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX log_stream_outbox_log ON log_stream_outbox(log_seq);
+    """,
 )
 
 

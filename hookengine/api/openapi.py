@@ -53,7 +53,8 @@ def _operation(operation: Operation, path: str) -> dict:
         "summary": operation.summary,
         "tags": [operation.tag],
         # An empty list says "no authentication" explicitly, rather than leaving it unstated.
-        "security": [{"bearerAuth": [operation.scope]}] if operation.scope else [],
+        # One requirement per scope that is enough on its own (GET /logs: either of two).
+        "security": [{"bearerAuth": [scope]} for scope in _scopes(operation.scope)],
         "responses": _responses(operation),
     }
     parameters = _parameters(operation, path)
@@ -63,6 +64,10 @@ def _operation(operation: Operation, path: str) -> dict:
         doc["requestBody"] = {"required": True, "content": {
             operation.content_type: {"schema": operation.body}}}
     return doc
+
+
+def _scopes(scope: str | tuple[str, ...] | None) -> tuple[str, ...]:
+    return () if scope is None else (scope,) if isinstance(scope, str) else scope
 
 
 def _parameters(operation: Operation, path: str) -> list[dict]:

@@ -30,7 +30,7 @@ class Operation:
 
     path: str
     method: str
-    scope: str | None
+    scope: str | tuple[str, ...] | None  # a tuple: any one of them is enough
     summary: str
     status: int
     body: dict | None = None
@@ -45,7 +45,8 @@ class Operation:
 OPERATIONS: list[Operation] = []
 
 
-def route(blueprint, rule: str, method: str, *, summary: str, scope: str | None,
+def route(blueprint, rule: str, method: str, *, summary: str,
+          scope: str | tuple[str, ...] | None,
           status: int = 200, body: dict | None = None, response: dict | None = None,
           query: dict | None = None, tag: str = "hooks", errors: tuple[int, ...] = (),
           content_type: str = "application/json", event_stream: bool = False):
