@@ -10,7 +10,6 @@ import secrets as stdlib_secrets
 from ulid import ULID
 
 from hookengine.clock import utc_now
-
 from hookengine.errors import Forbidden, Unauthorized, ValidationError
 
 SCOPES = ("read:hooks", "create:hooks", "update:hooks", "delete:hooks", "execute:hooks",
