@@ -13,7 +13,11 @@ from hookengine.clock import utc_now
 
 from hookengine.errors import Forbidden, Unauthorized, ValidationError
 
-SCOPES = ("read:hooks", "create:hooks", "update:hooks", "delete:hooks", "execute:hooks")
+SCOPES = ("read:hooks", "create:hooks", "update:hooks", "delete:hooks", "execute:hooks",
+          # The Unified Phone Experience (/branding/phone/*), with Auth0's scope names.
+          "read:phone_providers", "create:phone_providers", "update:phone_providers",
+          "delete:phone_providers", "read:phone_templates", "create:phone_templates",
+          "update:phone_templates", "delete:phone_templates")
 TOKEN_PREFIX = "he_"
 
 

@@ -6,6 +6,7 @@ import logging
 import threading
 
 from hookengine.auth import TokenStore
+from hookengine.branding import BrandingStore
 from hookengine.environments import Environments
 from hookengine.executions import ExecutionStore
 from hookengine.hooks import HookStore
@@ -18,7 +19,8 @@ log = logging.getLogger(__name__)
 
 
 class Engine:
-    """Store, tokens, secrets, hooks, executions, the zygotes and the runner, wired together.
+    """Store, tokens, secrets, phone branding, hooks, executions, the zygotes and the runner,
+    wired together.
 
     `sandbox` (tests) is one running zygote that serves every hook. `lock` is the data
     directory's ServerLock when this engine is the server's: its zygotes then use the
@@ -29,9 +31,10 @@ class Engine:
         self.settings = settings
         self.store = Store(settings["DATA_DIR"]).open()
         self.tokens = TokenStore(self.store)
-        self.secrets = SecretStore(self.store, load_cipher(settings["SECRET_KEY"],
-                                                           settings["DATA_DIR"]),
-                                   settings["MAX_SECRETS"], settings["MAX_SECRET_BYTES"])
+        cipher = load_cipher(settings["SECRET_KEY"], settings["DATA_DIR"])
+        self.secrets = SecretStore(self.store, cipher, settings["MAX_SECRETS"],
+                                   settings["MAX_SECRET_BYTES"])
+        self.branding = BrandingStore(self.store, cipher)
         self.hooks = HookStore(self.store, settings)
         self.executions = ExecutionStore(self.store, settings)
         self.lock = lock
