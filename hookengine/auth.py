@@ -17,7 +17,11 @@ SCOPES = ("read:hooks", "create:hooks", "update:hooks", "delete:hooks", "execute
           "read:tenant_settings", "update:tenant_settings",
           "read:attack_protection", "update:attack_protection",
           "read:logs", "read:logs_users", "read:log_streams", "create:log_streams",
-          "update:log_streams", "delete:log_streams")
+          "update:log_streams", "delete:log_streams",
+          # The Unified Phone Experience (/branding/phone/*), with Auth0's scope names.
+          "read:phone_providers", "create:phone_providers", "update:phone_providers",
+          "delete:phone_providers", "read:phone_templates", "create:phone_templates",
+          "update:phone_templates", "delete:phone_templates")
 TOKEN_PREFIX = "he_"
 
 

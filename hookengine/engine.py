@@ -6,6 +6,7 @@ import logging
 import threading
 
 from hookengine.auth import TokenStore
+from hookengine.branding import BrandingStore
 from hookengine.environments import Environments
 from hookengine.executions import ExecutionStore
 from hookengine.hooks import HookStore
@@ -22,7 +23,8 @@ log = logging.getLogger(__name__)
 
 
 class Engine:
-    """Store, tokens, secrets, hooks, executions, the zygotes and the runner, wired together.
+    """Store, tokens, secrets, phone branding, hooks, executions, the zygotes and the runner,
+    wired together.
 
     `sandbox` (tests) is one running zygote that serves every hook. `lock` is the data
     directory's ServerLock when this engine is the server's: its zygotes then use the
@@ -37,6 +39,7 @@ class Engine:
         self.secrets = SecretStore(self.store, cipher, settings["MAX_SECRETS"],
                                    settings["MAX_SECRET_BYTES"])
         self.phoneconfig = PhoneConfig(self.store, cipher)
+        self.branding = BrandingStore(self.store, cipher)
         self.hooks = HookStore(self.store, settings)
         self.executions = ExecutionStore(self.store, settings)
         self.lock = lock

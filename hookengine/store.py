@@ -155,6 +155,29 @@ MIGRATIONS = (
     ) WITHOUT ROWID;
     CREATE INDEX log_stream_outbox_log ON log_stream_outbox(log_seq);
     """,
+    """
+    -- The Unified Phone Experience (hookengine/branding.py). One provider per channel, so at
+    -- most one per tenant, enforced by the database itself.
+    CREATE TABLE phone_providers (
+        id TEXT PRIMARY KEY,
+        channel TEXT NOT NULL UNIQUE DEFAULT 'phone',
+        name TEXT NOT NULL,
+        disabled INTEGER NOT NULL DEFAULT 0,
+        configuration TEXT NOT NULL,       -- JSON
+        credentials BLOB NOT NULL,         -- Fernet token of the JSON, never plaintext
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    -- One template per notification type; a type without a row uses the built-in default.
+    CREATE TABLE phone_templates (
+        id TEXT PRIMARY KEY,
+        type TEXT NOT NULL UNIQUE,
+        disabled INTEGER NOT NULL DEFAULT 0,
+        content TEXT NOT NULL,             -- JSON {from?, body: {text, voice}}
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    """,
 )
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 
 def init_app(app) -> None:
-    from hookengine.api import (guardian, health, hooks, logs, logstreams, openapi, packages,
-                                runs, secrets, tenants, triggers)
+    from hookengine.api import (branding, guardian, health, hooks, logs, logstreams, openapi,
+                                packages, runs, secrets, tenants, triggers)
 
-    for module in (hooks, secrets, runs, triggers, packages, guardian, tenants, logs, logstreams,
-                   openapi, health):
+    for module in (hooks, secrets, runs, triggers, packages, guardian, tenants, branding, logs,
+                   logstreams, openapi, health):
         app.register_blueprint(module.bp)
