@@ -13,7 +13,10 @@ from hookengine.clock import utc_now
 
 from hookengine.errors import Forbidden, Unauthorized, ValidationError
 
-SCOPES = ("read:hooks", "create:hooks", "update:hooks", "delete:hooks", "execute:hooks")
+# send:phone_messages is implied by no other scope: whoever may run hooks (execute:hooks)
+# must not thereby be able to text arbitrary numbers through the tenant's provider.
+SCOPES = ("read:hooks", "create:hooks", "update:hooks", "delete:hooks", "execute:hooks",
+          "read:guardian_factors", "send:phone_messages")
 TOKEN_PREFIX = "he_"
 
 
