@@ -7,7 +7,9 @@ import pytest
 from standins import StandIn
 from standins import twilio as twilio_standin
 
+from hookengine.errors import Conflict
 from hookengine.phone.delivery import Delivery, DeliveryConfig
+from hookengine.phone.idempotency import KEEP_SECONDS, STALE_CLAIM_SECONDS, IdempotencyKeys
 from hookengine.phone.providers import DevOutbox
 from hookengine.phone.ratelimit import Buckets
 from hookengine.phone.templates import PAUSE, render, variables
@@ -371,3 +373,14 @@ def test_delivery_takes_an_injected_configuration(engine, logs):
         "action": "authentication", "code": "99", "ip": "::1"})
     assert answer["rate_limit"] == {"remaining": 9, "reset": 1000 + 3600}
     assert headers["X-RateLimit-Reset"] == "4600"
+
+
+def test_a_claim_left_by_a_killed_request_expires(engine):
+    keys = IdempotencyKeys(engine.store)
+    assert keys.begin("k", {"a": 1}, now=0) is None  # claimed; never finished
+    with pytest.raises(Conflict):
+        keys.begin("k", {"a": 1}, now=10)
+    assert keys.begin("k", {"a": 1}, now=10 + STALE_CLAIM_SECONDS) is None
+    keys.finish("k", 200, {"status": "sent"}, {})
+    assert keys.begin("k", {"a": 1}, now=20 + STALE_CLAIM_SECONDS).body == {"status": "sent"}
+    assert keys.begin("k", {"a": 1}, now=KEEP_SECONDS + 200) is None  # a day later: forgotten

@@ -8,6 +8,9 @@ import json
 from hookengine.errors import BadRequest, Conflict
 
 KEEP_SECONDS = 24 * 3600
+# A claim older than this was left by a request that never finished (the server was killed
+# mid-delivery): longer than any provider timeout or hook run, so it is no longer in flight.
+STALE_CLAIM_SECONDS = 120
 MAX_KEY_LENGTH = 255
 
 
@@ -43,10 +46,12 @@ class IdempotencyKeys:
         fingerprint = _fingerprint(body)
         with self.store.transaction() as db:
             db.execute("DELETE FROM phone_idempotency WHERE created < ?", (now - KEEP_SECONDS,))
-            row = db.execute("SELECT fingerprint, status, body, headers FROM phone_idempotency "
-                             "WHERE key = ?", (key,)).fetchone()
-            if row is None:
-                db.execute("INSERT INTO phone_idempotency (key, fingerprint, created) "
+            row = db.execute("SELECT fingerprint, status, body, headers, created FROM "
+                             "phone_idempotency WHERE key = ?", (key,)).fetchone()
+            stale = (row is not None and row["status"] is None
+                     and row["created"] < now - STALE_CLAIM_SECONDS)
+            if row is None or stale:
+                db.execute("INSERT OR REPLACE INTO phone_idempotency (key, fingerprint, created) "
                            "VALUES (?, ?, ?)", (key, fingerprint, now))
                 return None
         if row["fingerprint"] != fingerprint:
