@@ -12,8 +12,7 @@ from hookengine.clock import utc_now
 from hookengine.errors import HookEngineError
 from hookengine.phone.errors import DeliveryRefused, ProviderFailed
 from hookengine.phone.templates import PAUSE
-from hookengine.sandbox import EgressPolicy, Status
-from hookengine.sandbox.egress import EgressDenied, EgressGuard
+from hookengine.sandbox import EgressDenied, EgressGuard, EgressPolicy, Status
 
 # Auth0: "a maximum of 100 messages per tenant during the entire tenant lifetime".
 DEV_OUTBOX_CAP = 100

@@ -28,15 +28,17 @@ from dataclasses import dataclass, field
 from hookengine.clock import utc_now
 from hookengine.sandbox.contract import HOOK_FILENAME, LOG_STREAMS, Status, failure
 from hookengine.sandbox.deps import allowed_roots
-from hookengine.sandbox.egress import EgressPolicy
+from hookengine.sandbox.egress import EgressDenied, EgressGuard, EgressPolicy
 from hookengine.sandbox.isolation import Limits
 from hookengine.sandbox.policy import compile_hook
 from hookengine.sandbox.protocol import (ANSWER, DATA, END, LINE, PING, PONG, RecordReader,
                                          frame, read_frame)
 
 # The package's API: the rest of the engine imports from here, never from a submodule.
-__all__ = ["HOOK_FILENAME", "LOG_STREAMS", "EgressPolicy", "Job", "Limits", "Sandbox",
-           "SandboxResult", "Sandboxes", "Status", "compile_hook", "describe_layers", "failure"]
+# EgressGuard/EgressDenied: the engine's own provider calls (phone delivery) obey the policy too.
+__all__ = ["HOOK_FILENAME", "LOG_STREAMS", "EgressDenied", "EgressGuard", "EgressPolicy", "Job",
+           "Limits", "Sandbox", "SandboxResult", "Sandboxes", "Status", "compile_hook",
+           "describe_layers", "failure"]
 
 log = logging.getLogger(__name__)
 
