@@ -6,8 +6,8 @@ import argparse
 import os
 import platform
 
-from benchmarks import (dependencies_bench, http_bench, jail_bench, load_bench, sandbox_bench,
-                        streaming_bench)
+from benchmarks import (dependencies_bench, http_bench, jail_bench, load_bench, phone_bench,
+                        sandbox_bench, streaming_bench)
 from benchmarks.common import print_table
 
 
@@ -15,7 +15,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3, help="rounds per figure (medians)")
     parser.add_argument("--only", choices=["sandbox", "http", "jail", "streaming",
-                                                   "dependencies", "abuse", "memory"],
+                                                   "dependencies", "abuse", "memory", "phone"],
                         default=None)
     parser.add_argument("--executions", type=int, default=10000,
                         help="executions for the memory-growth figure")
@@ -33,6 +33,8 @@ def main() -> None:
         streaming_bench.run(args.rounds)
     if args.only in (None, "dependencies"):
         dependencies_bench.run(args.rounds)
+    if args.only in (None, "phone"):
+        phone_bench.run(args.rounds)
     if args.only in (None, "abuse"):
         load_bench.run_abuse(args.abuse_seconds)
     if args.only in (None, "memory"):

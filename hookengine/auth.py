@@ -12,6 +12,8 @@ from ulid import ULID
 from hookengine.clock import utc_now
 from hookengine.errors import Forbidden, Unauthorized, ValidationError
 
+# send:phone_messages is implied by no other scope: whoever may run hooks (execute:hooks)
+# must not thereby be able to text arbitrary numbers through the tenant's provider.
 SCOPES = ("read:hooks", "create:hooks", "update:hooks", "delete:hooks", "execute:hooks",
           "read:guardian_factors", "update:guardian_factors",
           "read:tenant_settings", "update:tenant_settings",
@@ -21,7 +23,8 @@ SCOPES = ("read:hooks", "create:hooks", "update:hooks", "delete:hooks", "execute
           # The Unified Phone Experience (/branding/phone/*), with Auth0's scope names.
           "read:phone_providers", "create:phone_providers", "update:phone_providers",
           "delete:phone_providers", "read:phone_templates", "create:phone_templates",
-          "update:phone_templates", "delete:phone_templates")
+          "update:phone_templates", "delete:phone_templates",
+          "send:phone_messages")
 TOKEN_PREFIX = "he_"
 
 

@@ -1,4 +1,4 @@
-"""The `hookengine` command: serve | token | key | run | logs | push, and hook management.
+"""The `hookengine` command: serve | token | key | run | logs | push | phone, and hook management.
 
 Every error a user can cause (a missing file, a bad setting, a server that is gone, an unknown
 hook, any answer of the API that is an error) ends as one line on stderr saying what to do,
@@ -324,6 +324,38 @@ def push(paths, secrets_file, api):
     failures = push_files(list(paths), read_env_file(secrets_file), api, click.echo)
     if failures:
         raise click.ClickException(f"{failures} of the files could not be pushed; see above")
+
+
+@main.group()
+def phone():
+    """Phone MFA delivery: send a test code, read the development outbox."""
+
+
+@phone.command("test")
+@click.argument("recipient")
+@click.option("--voice", is_flag=True, help="A voice call instead of an SMS.")
+@with_api
+def phone_test(recipient, voice, api):
+    """Send a random code to RECIPIENT (E.164) through the configured provider."""
+    import secrets as stdlib_secrets
+
+    answer = api.post("/guardian/factors/phone/deliveries", {
+        "recipient": recipient, "user_id": "hookengine-cli|phone-test",
+        "message_type": "voice" if voice else "sms", "action": "authentication",
+        "code": f"{stdlib_secrets.randbelow(10**6):06d}", "ip": "127.0.0.1",
+        "user_agent": "hookengine-cli"})
+    execution = f" (execution {answer['execution_id']})" if answer.get("execution_id") else ""
+    click.echo(f"sent by {answer['provider']}{execution}; "
+               f"{answer['rate_limit']['remaining']} more for this test user this hour")
+
+
+@phone.command("outbox")
+@with_api
+def phone_outbox(api):
+    """Print what the development provider (auth0) has sent, oldest first."""
+    for message in api.get("/guardian/factors/phone/dev-outbox"):
+        click.echo(f"{message['created_at']} {message['recipient']} {message['message_type']}: "
+                   f"{message['text']}")
 
 
 for command in manage.COMMANDS:

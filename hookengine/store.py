@@ -178,6 +178,37 @@ MIGRATIONS = (
         updated_at TEXT NOT NULL
     );
     """,
+    """
+    -- Phone delivery (hookengine/phone/). One token bucket per user: `tokens` as of `updated`
+    -- (POSIX seconds); refilled on read, so a restart loses nothing.
+    CREATE TABLE phone_buckets (
+        user_id TEXT PRIMARY KEY,
+        tokens REAL NOT NULL,
+        updated REAL NOT NULL
+    );
+    -- Idempotency-Key -> the first answer (status, body and headers as JSON), kept 24 h;
+    -- `status` NULL while the first request is still being served.
+    CREATE TABLE phone_idempotency (
+        key TEXT PRIMARY KEY,
+        fingerprint TEXT NOT NULL,
+        status INTEGER,
+        body TEXT,
+        headers TEXT,
+        created REAL NOT NULL
+    );
+    CREATE INDEX phone_idempotency_created ON phone_idempotency(created);
+    -- What the development provider "sent": never deleted, since its count is the data
+    -- directory's lifetime cap.
+    CREATE TABLE phone_dev_outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        recipient TEXT NOT NULL,
+        text TEXT NOT NULL,
+        message_type TEXT NOT NULL,
+        action TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    """,
 )
 
 

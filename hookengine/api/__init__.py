@@ -6,8 +6,8 @@ from __future__ import annotations
 
 def init_app(app) -> None:
     from hookengine.api import (branding, guardian, health, hooks, logs, logstreams, openapi,
-                                packages, runs, secrets, tenants, triggers)
+                                packages, phone, runs, secrets, tenants, triggers)
 
-    for module in (hooks, secrets, runs, triggers, packages, guardian, tenants, branding, logs,
-                   logstreams, openapi, health):
+    for module in (hooks, secrets, runs, triggers, packages, guardian, tenants, branding, phone,
+                   logs, logstreams, openapi, health):
         app.register_blueprint(module.bp)

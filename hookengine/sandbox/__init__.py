@@ -35,7 +35,8 @@ from hookengine.sandbox.protocol import (ANSWER, DATA, END, LINE, PING, PONG, Re
                                          frame, read_frame)
 
 # The package's API: the rest of the engine imports from here, never from a submodule.
-# EgressGuard/EgressDenied: log streams check their endpoints with the hooks' egress rules.
+# EgressGuard/EgressDenied: log streams check their endpoints with the hooks' egress rules,
+# and the engine's own provider calls (phone delivery) obey the policy too.
 __all__ = ["HOOK_FILENAME", "LOG_STREAMS", "EgressDenied", "EgressGuard", "EgressPolicy", "Job",
            "Limits", "Sandbox", "SandboxResult", "Sandboxes", "Status", "compile_hook",
            "describe_layers", "failure"]
