@@ -11,7 +11,6 @@ import tempfile
 from benchmarks.common import median_of_rounds, record
 from benchmarks.sandbox_bench import TRIVIAL
 from hookengine import create_app
-from hookengine.phone.delivery import DeliveryConfig
 
 GOAL = 1.5
 COUNT = 20  # per round; the outbox is emptied between rounds (its lifetime cap is 100)
@@ -37,9 +36,17 @@ def run(rounds: int = 3) -> None:
                                "user_agent": "", "user": {"user_id": "auth0|bench"}}}
 
         def configure(provider):
-            engine.phone_config = DeliveryConfig(
-                sms_enabled=True, message_types=["sms"], provider=provider,
-                friendly_name="Bench", bucket_size=10**9)
+            """Through the API, as an operator configures the phone factor."""
+            for method, path, json in (
+                    ("PUT", "/guardian/factors/sms", {"enabled": True}),
+                    ("PUT", "/guardian/factors/phone/message-types", {"message_types": ["sms"]}),
+                    ("PUT", "/guardian/factors/phone/selected-provider", {"provider": provider}),
+                    ("PATCH", "/tenants/settings", {"friendly_name": "Bench"}),
+                    ("PATCH", "/guardian/factors/phone/delivery-settings",
+                     {"bucket_size": 10**9})):
+                response = client.open(f"/api/v2{path}", method=method, json=json,
+                                       headers=headers)
+                assert response.status_code == 200, response.json
 
         def post(path, json):
             def call():

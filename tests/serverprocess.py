@@ -40,14 +40,12 @@ class ServerProcess:
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Bearer {self.token}"
         self.process = None
-        # What runs `serve`: a test may put a wrapper in front of the CLI (tests/phone_server.py).
-        self.argv = [sys.executable, "-m", "hookengine.cli"]
         self.stderr_path = os.path.join(self.data_dir, "server.log")
 
     def start(self) -> "ServerProcess":
         self._stderr = open(self.stderr_path, "ab")
         self.process = subprocess.Popen(
-            [*self.argv, "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "hookengine.cli", "serve", "--port", str(self.port)],
             env=self.env, stdout=subprocess.DEVNULL, stderr=self._stderr)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -304,11 +304,20 @@ def test_template_delete_returns_the_type_to_its_default(client, headers, templa
 
 # --- test sends -----------------------------------------------------------------------------
 
-def test_a_test_send_is_not_wired_yet(client, headers, provider, template):
-    for url in (f"{PROVIDERS}/{provider['id']}/try", f"{TEMPLATES}/{template['id']}/try"):
-        response = client.post(url, json={"to": "+14155550123"}, headers=headers)
-        assert response.status_code == 501
-        assert response.json["errorCode"] == "not_implemented"
+def test_a_test_send_goes_through_the_provider_for_real(client, headers, engine, make_hook):
+    """No stand-in for the pipeline: a custom provider's test send runs the enabled hook."""
+    make_hook(script="def send_phone_message(recipient, text, context):\n"
+                     "    print('to', recipient, 'text', text)\n"
+                     "    return {'MessageID': 'm-1'}\n")
+    created = client.post(PROVIDERS, headers=headers, json={
+        "name": "custom", "configuration": {"delivery_methods": ["text"]},
+        "credentials": {}}).json
+    response = client.post(f"{PROVIDERS}/{created['id']}/try", json={"to": "+14155550123"},
+                           headers=headers)
+    assert response.status_code == 202, response.json
+    [execution] = engine.executions.list({}, 0, 10)[1]
+    [line] = [line["message"] for line in execution["logs"] if line["stream"] == "stdout"]
+    assert line.startswith("to +14155550123 text ") and "verification code" in line
 
 
 def test_provider_try_sends_the_verify_template_through_the_pipeline(client, engine, headers,

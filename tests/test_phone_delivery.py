@@ -8,7 +8,7 @@ from standins import StandIn
 from standins import twilio as twilio_standin
 
 from hookengine.errors import Conflict
-from hookengine.phone.delivery import Delivery, DeliveryConfig
+from hookengine.phone.delivery import Delivery, DeliveryConfig, config_from
 from hookengine.phone.idempotency import KEEP_SECONDS, STALE_CLAIM_SECONDS, IdempotencyKeys
 from hookengine.phone.providers import DevOutbox
 from hookengine.phone.ratelimit import Buckets
@@ -21,20 +21,18 @@ TWILIO = {"sid": twilio_standin.TEST_ACCOUNT_SID, "auth_token": twilio_standin.T
           "from": "+15017122661", "messaging_service_sid": None}
 
 
-class Recorder:
-    """An in-memory TenantLogs: record() gives each event a log id, as the real one does."""
+class Events:
+    """The tenant log as the tests read it: every event so far, oldest first."""
 
-    def __init__(self):
-        self.events = []
-
-    def record(self, event: dict) -> dict:
-        entry = {**event, "log_id": f"log{len(self.events) + 1:04d}"}
-        entry["_id"] = entry["log_id"]
-        self.events.append(entry)
-        return entry
+    def __init__(self, engine):
+        self.engine = engine
 
     @property
-    def types(self):
+    def events(self) -> list[dict]:
+        return self.engine.logs.search(per_page=100, ascending=True)[1]
+
+    @property
+    def types(self) -> list[str]:
         return [event["type"] for event in self.events]
 
 
@@ -51,19 +49,44 @@ def app_settings(app_settings, twilio):
 
 @pytest.fixture
 def logs(engine):
-    engine.tenant_logs = Recorder()
-    return engine.tenant_logs
+    return Events(engine)
 
 
 @pytest.fixture
 def configure(engine):
-    """configure(**fields) -> the DeliveryConfig the engine now delivers with (factor on,
-    SMS and voice allowed, unless the fields say otherwise)."""
+    """configure(**fields) writes a configuration through the stores the API writes (factor
+    on, SMS and voice allowed, unless the fields say otherwise) and returns what delivery
+    reads of it. `upe_provider` and `upe_templates` are created in the branding store."""
     def make(**fields) -> DeliveryConfig:
         fields = {"sms_enabled": True, "message_types": ["sms", "voice"],
                   "friendly_name": "Acme", **fields}
-        engine.phone_config = DeliveryConfig(**fields)
-        return engine.phone_config
+        phone, branding = engine.phoneconfig, engine.branding
+        phone.set_factor("sms", fields.pop("sms_enabled"))
+        phone.set_message_types(fields.pop("message_types"))
+        for name, write in (("provider", phone.set_provider), ("twilio", phone.set_twilio)):
+            if name in fields:
+                write(fields.pop(name))
+        if "templates" in fields:  # a PUT takes both: the one not given stays as it is
+            phone.set_templates({**phone.templates(), **fields.pop("templates")})
+        tenant = {"friendly_name": fields.pop("friendly_name")}
+        if "consolidated" in fields:
+            tenant["phone_consolidated_experience"] = fields.pop("consolidated")
+        if "show_phone_numbers" in fields:
+            tenant["flags"] = {"disable_management_api_sms_obfuscation":
+                               fields.pop("show_phone_numbers")}
+        phone.update_tenant(tenant)
+        limits = {name: fields.pop(name) for name in
+                  ("allowed_countries", "bucket_size", "refill_seconds") if name in fields}
+        if limits:
+            phone.update_delivery_settings(limits)
+        provider = fields.pop("upe_provider", None)
+        if provider is not None:
+            branding.create_provider({"credentials": {}, **provider})
+        for kind, template in fields.pop("upe_templates", {}).items():
+            branding.create_template({"type": kind, "disabled": template.get("disabled", False),
+                                      "content": template["content"]})
+        assert not fields, f"not a configuration field: {fields}"
+        return config_from(engine)
     return make
 
 
@@ -89,7 +112,7 @@ def test_dev_provider_writes_the_outbox_and_logs_gd_send_sms(client, auth, confi
                     user_agent="Mozilla/5.0 (iPhone) Mobile")
     assert response.status_code == 200, response.json
     assert response.json == {"status": "sent", "provider": "auth0", "message_type": "sms",
-                             "log_id": "log0001",
+                             "log_id": logs.events[0]["log_id"],
                              "rate_limit": {"remaining": 9,
                                             "reset": response.json["rate_limit"]["reset"]}}
     assert response.headers["X-RateLimit-Limit"] == "10"
@@ -123,9 +146,7 @@ def test_dev_provider_cannot_call(configure, send, logs):
 
 
 def test_dev_outbox_stops_at_its_lifetime_cap(engine, configure, send, logs):
-    expired = []
-    configure(provider="auth0", bucket_size=1000,
-              on_trial_expired=lambda: expired.append(True))
+    configure(provider="auth0", bucket_size=1000)
     outbox = DevOutbox(engine.store)
     # Fill it to one short of the cap directly: 99 HTTP requests would say nothing more.
     for number in range(outbox.cap - 1):
@@ -133,7 +154,8 @@ def test_dev_outbox_stops_at_its_lifetime_cap(engine, configure, send, logs):
             "INSERT INTO phone_dev_outbox (recipient, text, message_type, action, user_id, "
             "created_at) VALUES (?, 'x', 'sms', 'enrollment', 'u', 'now')", (RECIPIENT,))
     assert send().status_code == 200  # the 100th
-    assert expired
+    sms = [f for f in engine.phoneconfig.factors() if f["name"] == "sms"][0]
+    assert sms["trial_expired"] is True  # GET /guardian/factors says so too
     refused = send()
     assert refused.status_code == 403
     assert refused.json["errorCode"] == "too_many_sms_per_tenant"
@@ -248,7 +270,7 @@ def test_upe_twilio_uses_the_branding_provider_and_templates(twilio, configure, 
         "credentials": {"auth_token": TWILIO["auth_token"]}},
         upe_templates={"otp_verify": {"type": "otp_verify", "disabled": False, "content": {
             "from": "+15550001111", "body": {"text": "{{ code }} for {{ friendly_name }}, "
-                                                     "{{ user.name }}", "voice": ""}}}})
+                                                     "{{ user.name }}"}}}})
     response = send(action="authentication", user={"name": "Billie"})
     assert response.status_code == 200, response.json
     [request] = twilio.requests
@@ -363,9 +385,9 @@ def test_templates_have_both_dialects_variables():
     assert text == f"Acme/Acme/Acme 4.3.2.1 es-AR es-AR es-AR Ana u1 voice{PAUSE}"
 
 
-def test_delivery_takes_an_injected_configuration(engine, logs):
-    """The pipeline is usable without HTTP: the lead's config_from feeds it the same way."""
-    delivery = Delivery(engine.store, engine.settings, engine.hooks, engine.runner, logs,
+def test_delivery_takes_a_configuration_and_a_clock(engine, logs):
+    """The pipeline is usable without HTTP (config_from feeds it the same way)."""
+    delivery = Delivery(engine.store, engine.settings, engine.hooks, engine.runner, engine.logs,
                         clock=lambda: 1000.0)
     config = DeliveryConfig(sms_enabled=True, message_types=["sms"], friendly_name="Acme")
     answer, headers = delivery.deliver(config, {

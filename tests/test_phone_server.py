@@ -3,24 +3,25 @@ CLI's `phone test` and `phone outbox` talk to it."""
 
 from __future__ import annotations
 
-import json
-import os
-import sys
-
 import pytest
 from serverprocess import ServerProcess, hookengine
 
-PHONE_SERVER = os.path.join(os.path.dirname(__file__), "phone_server.py")
+# The phone factor configured through the API, as an operator would.
+CONFIGURATION = (
+    ("PUT", "/guardian/factors/sms", {"enabled": True}),
+    ("PUT", "/guardian/factors/phone/message-types", {"message_types": ["sms"]}),
+    ("PUT", "/guardian/factors/phone/selected-provider", {"provider": "auth0"}),
+    ("PATCH", "/tenants/settings", {"friendly_name": "Acme"}),
+    ("PATCH", "/guardian/factors/phone/delivery-settings", {"bucket_size": 3}),
+)
 
 
 @pytest.fixture
 def server(tmp_path):
-    server = ServerProcess(tmp_path / "data")
-    server.argv = [sys.executable, PHONE_SERVER]
-    server.env["PHONE_TEST_CONFIG"] = json.dumps({
-        "sms_enabled": True, "message_types": ["sms"], "provider": "auth0",
-        "friendly_name": "Acme", "bucket_size": 3})
-    server.start()
+    server = ServerProcess(tmp_path / "data").start()
+    for method, path, body in CONFIGURATION:
+        response = server.call(method, path, json=body)
+        assert response.status_code == 200, (path, response.text)
     yield server
     if server.process.poll() is None:
         server.terminate()

@@ -7,7 +7,8 @@ from flask import Blueprint, url_for
 
 from hookengine import branding
 from hookengine.api.routes import engine, json_body, query_args, route
-from hookengine.errors import BadRequest, Conflict, HookEngineError
+from hookengine.errors import BadRequest, Conflict
+from hookengine.phone.delivery import Delivery, config_from
 
 bp = Blueprint("branding", __name__, url_prefix="/api/v2")
 
@@ -41,16 +42,11 @@ TEMPLATE_LIST = {"type": "object", "properties": {
 
 def deliver_test(engine, recipient: str, message_type: str, provider: dict,
                  template: dict) -> None:
-    """Send one test message through the delivery pipeline: the single place it is called
-    from here. `message_type` is "sms" or "voice"; `provider` is `BrandingStore.provider()`
-    (credentials decrypted); `template` a template as `BrandingStore.template()` returns it.
-    """
-    # The delivery pipeline (hookengine/phone/) is wired in here when it lands.
-    error = HookEngineError.for_status(
-        501, "Test deliveries are not wired yet: the phone delivery pipeline is not part of "
-             "this engine build.")
-    error.error_code = "not_implemented"
-    raise error
+    """Send one test message through the delivery pipeline's providers. `message_type` is
+    "sms" or "voice"; `provider` is `BrandingStore.provider()` (credentials decrypted);
+    `template` a template as `BrandingStore.template()` returns it."""
+    Delivery.for_engine(engine).send_test(config_from(engine), recipient, message_type,
+                                          provider, template)
 
 
 # --- providers ------------------------------------------------------------------------------

@@ -3,7 +3,9 @@ validate, check the factor, rate-limit, choose the provider, render, deliver, lo
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
+import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -70,13 +72,23 @@ class DeliveryConfig:
 
 
 def config_from(engine) -> DeliveryConfig:
-    """The configuration of `engine`'s phone factor.
-
-    Until the configuration stores exist (PhoneConfig, BrandingStore), it is whatever was
-    set as `engine.phone_config`; without one, Auth0's defaults: the factor is disabled, so
-    every delivery is refused (403 feature_disabled_by_admin) rather than failing (500)."""
-    config = getattr(engine, "phone_config", None)
-    return DeliveryConfig() if config is None else config
+    """The phone factor's configuration as delivery reads it, from the stores the API writes:
+    the Guardian records (PhoneConfig) and, with the Unified Phone Experience, the branding
+    provider and templates (BrandingStore)."""
+    phone, branding = engine.phoneconfig, engine.branding
+    tenant, limits = phone.tenant(), phone.delivery_settings()
+    return DeliveryConfig(
+        sms_enabled=phone.factor_enabled("sms"), message_types=phone.message_types(),
+        provider=phone.selected_provider(), twilio=phone.twilio(),
+        templates=phone.templates(), friendly_name=tenant.get("friendly_name") or "",
+        consolidated=bool(tenant.get("phone_consolidated_experience")),
+        upe_provider=branding.provider(),
+        upe_templates={kind: branding.template(kind) for kind in ("otp_enroll", "otp_verify")},
+        allowed_countries=list(limits["allowed_countries"]),
+        bucket_size=limits["bucket_size"], refill_seconds=limits["refill_seconds"],
+        show_phone_numbers=bool((tenant.get("flags") or {}).get(
+            "disable_management_api_sms_obfuscation")),
+        on_trial_expired=lambda: phone.set_trial_expired(True))
 
 
 class Delivery:
@@ -93,8 +105,7 @@ class Delivery:
 
     @classmethod
     def for_engine(cls, engine) -> "Delivery":
-        return cls(engine.store, engine.settings, engine.hooks, engine.runner,
-                   getattr(engine, "tenant_logs", None))
+        return cls(engine.store, engine.settings, engine.hooks, engine.runner, engine.logs)
 
     def deliver(self, config: DeliveryConfig, body, hostname: str = "") -> tuple[dict, dict]:
         """Deliver one code: (answer, headers), or DeliveryRefused (its failure logged)."""
@@ -150,6 +161,27 @@ class Delivery:
         if sent.execution_id:
             answer["execution_id"] = sent.execution_id
         return answer, attempt.headers
+
+    def send_test(self, config: DeliveryConfig, recipient: str, message_type: str,
+                  provider: dict, template: dict) -> None:
+        """A test message (POST /branding/phone/.../try): through `provider` with `template`
+        and a made-up code; no bucket taken and no tenant log (no user asked for it). A
+        provider's refusal is a 502 saying what it answered."""
+        config = dataclasses.replace(config, consolidated=True, upe_provider=provider,
+                                     upe_templates={"otp_enroll": template,
+                                                    "otp_verify": template})
+        body = {"recipient": recipient if recipient.startswith("+") else f"+{recipient}",
+                "user_id": "test", "message_type": message_type, "action": "authentication",
+                "code": f"{secrets.randbelow(10**6):06d}", "ip": "127.0.0.1"}
+        attempt = Attempt(config, body, "")
+        attempt.provider = provider_of(config)
+        try:
+            self._send(attempt, config, compose(config, body))
+        except ProviderFailed as failed:
+            raise DeliveryRefused(502, f"error_sending_{message_type}",
+                                  f"The {attempt.provider} provider did not take the test "
+                                  f"message: {failed.message}",
+                                  extra={"provider_error": failed.as_dict()}) from None
 
     def _send(self, attempt, config: DeliveryConfig, message: Message):
         provider = attempt.provider
