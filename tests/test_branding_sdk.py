@@ -6,20 +6,30 @@ from __future__ import annotations
 import httpx
 import pytest
 from auth0.management import Auth0
-from auth0.management.core.api_error import ApiError
 from auth0.management.errors import BadRequestError, ConflictError, NotFoundError
+
+from standins import StandIn
+from standins import twilio as twilio_standin
 
 from hookengine.branding import DEFAULT_BODIES, BrandingStore
 from hookengine.secrets import load_cipher
 from hookengine.store import Store
 from serverprocess import ServerProcess
 
-TOKEN = "tw-auth-token-sdk"
+TOKEN = twilio_standin.TEST_AUTH_TOKEN
+SID = twilio_standin.TEST_ACCOUNT_SID
 
 
 @pytest.fixture
-def server(tmp_path):
-    server = ServerProcess(tmp_path / "data").start()
+def twilio():
+    with StandIn(twilio_standin.create_app()) as standin:
+        yield standin
+
+
+@pytest.fixture
+def server(tmp_path, twilio):
+    # Test sends reach Twilio's API host, which the host map sends to the stand-in.
+    server = ServerProcess(tmp_path / "data", HOST_MAP=f"api.twilio.com={twilio.url}").start()
     yield server
     if server.process.poll() is None:
         server.terminate()
@@ -31,11 +41,11 @@ def connect(server) -> tuple[Auth0, httpx.Client]:
     return Auth0(base_url=server.api, token=server.token, httpx_client=http, max_retries=0), http
 
 
-def test_sdk_configures_the_phone_provider(server):
+def test_sdk_configures_the_phone_provider(server, twilio):
     sdk, http = connect(server)
     providers = sdk.branding.phone.providers
     created = providers.create(name="twilio", credentials={"auth_token": TOKEN}, configuration={
-        "sid": "AC0001", "default_from": "+15550001111", "delivery_methods": ["text", "voice"]})
+        "sid": SID, "default_from": "+15550001111", "delivery_methods": ["text", "voice"]})
     assert created.id.startswith("pro_") and created.channel == "phone"
     assert created.configuration.delivery_methods == ["text", "voice"]
     assert getattr(created, "credentials", None) is None
@@ -44,7 +54,7 @@ def test_sdk_configures_the_phone_provider(server):
         providers.create(name="custom", credentials={}, configuration={
             "delivery_methods": ["text"]})
     with pytest.raises(BadRequestError) as raised:
-        providers.update(created.id, configuration={"sid": "AC0001",
+        providers.update(created.id, configuration={"sid": SID,
                                                     "delivery_methods": ["voice"]})
     assert raised.value.body["message"].startswith("Bad Operation on Notification Resource")
 
@@ -57,9 +67,9 @@ def test_sdk_configures_the_phone_provider(server):
                                  headers={"Authorization": f"Bearer {server.token}"}).text
 
     providers.update(created.id, disabled=False)
-    with pytest.raises(ApiError) as raised:  # until the delivery pipeline is wired in
-        providers.test(created.id, to="+14155550123", delivery_method="voice")
-    assert raised.value.status_code == 501
+    providers.test(created.id, to="+14155550123", delivery_method="voice")
+    [call] = twilio.requests  # a real test call, read from the verify template
+    assert call.path == f"/2010-04-01/Accounts/{SID}/Calls.json" and "<Say" in call.form["Twiml"]
 
     providers.delete(created.id)
     with pytest.raises(NotFoundError):
@@ -103,7 +113,7 @@ def test_configuration_survives_a_restart(server, tmp_path):
     sdk, http = connect(server)
     provider = sdk.branding.phone.providers.create(
         name="twilio", credentials={"auth_token": TOKEN},
-        configuration={"sid": "AC0001", "mssid": "MG0001", "delivery_methods": ["text"]})
+        configuration={"sid": SID, "mssid": "MG0001", "delivery_methods": ["text"]})
     template = sdk.branding.phone.templates.create(
         type="otp_enroll", content={"body": {"text": "Enroll with {{ code }}"}})
     http.close()

@@ -67,10 +67,16 @@ class Seeds:
         return [hook["id"] for hook in hooks]
 
     def reset(self) -> None:
-        """Back to the seeded state: the same hooks, one execution, no secrets."""
+        """Back to the seeded state: the same hooks, one execution, nothing else stored (no
+        secrets, lines, phone settings, providers, templates, logs, streams or buckets) but
+        the tokens, and every AUTOINCREMENT counter back at its start."""
         with self.engine.store.transaction() as db:
-            db.execute("DELETE FROM executions")
-            db.execute("DELETE FROM hooks")  # secrets go with them (ON DELETE CASCADE)
+            tables = [row[0] for row in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT IN "
+                "('tokens', 'sqlite_sequence')")]
+            for table in tables:
+                db.execute(f"DELETE FROM {table}")
+            db.execute("DELETE FROM sqlite_sequence")
         self.execution_ids.clear()
         self.run_once()
 
@@ -82,8 +88,10 @@ class Seeds:
 
 @pytest.fixture(scope="module")
 def fuzz_app(tmp_path_factory, sandbox):
+    # No package index: answers must not depend on the network (hypothesis replays them).
     app = create_app({"DATA_DIR": str(tmp_path_factory.mktemp("fuzz") / "data"),
-                      "TIMEOUT_SECONDS": 5, "CPU_SECONDS": 2}, env_file=None, sandbox=sandbox)
+                      "TIMEOUT_SECONDS": 5, "CPU_SECONDS": 2, "INDEX_URL": "none"},
+                     env_file=None, sandbox=sandbox)
     yield app
     app.extensions["hookengine"].close()
 
