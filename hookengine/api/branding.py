@@ -92,7 +92,7 @@ def delete_phone_provider(id):
 
 @route(bp, PROVIDERS + "/<id>/try", "POST", summary="Send a test message through the provider",
        scope="create:phone_providers", status=202, body=PROVIDER_TRY, response=TRY_RESPONSE,
-       tag="branding", errors=(409, 501))
+       tag="branding", errors=(409, 502))
 def try_phone_provider(id):
     """Send the otp_verify template to `to` through this provider."""
     engine().branding.get_provider(id)  # 404 for an unknown id before looking at the body
@@ -154,7 +154,7 @@ def reset_phone_template(id):
 
 @route(bp, TEMPLATES + "/<id>/try", "POST", summary="Send a test message with a template",
        scope="create:phone_templates", status=202, body=TEMPLATE_TRY, response=TRY_RESPONSE,
-       tag="branding", errors=(409, 501))
+       tag="branding", errors=(409, 502))
 def try_phone_template(id):
     """Send this template to `to` through the tenant's provider."""
     template = engine().branding.get_template(id)
