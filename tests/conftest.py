@@ -5,10 +5,19 @@ from __future__ import annotations
 import copy
 
 import pytest
+from standins import StandIn
+from standins import twilio as twilio_standin
 
 from hookengine import create_app
 from hookengine.sandbox import Sandbox
 from hookengine.triggers import TRIGGERS
+
+
+@pytest.fixture
+def twilio():
+    """The Twilio stand-in (tests/standins) on a loopback port; its `requests` are what came."""
+    with StandIn(twilio_standin.create_app()) as standin:
+        yield standin
 
 
 @pytest.fixture(scope="session")

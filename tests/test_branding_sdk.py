@@ -8,7 +8,6 @@ import pytest
 from auth0.management import Auth0
 from auth0.management.errors import BadRequestError, ConflictError, NotFoundError
 
-from standins import StandIn
 from standins import twilio as twilio_standin
 
 from hookengine.branding import DEFAULT_BODIES, BrandingStore
@@ -18,12 +17,6 @@ from serverprocess import ServerProcess
 
 TOKEN = twilio_standin.TEST_AUTH_TOKEN
 SID = twilio_standin.TEST_ACCOUNT_SID
-
-
-@pytest.fixture
-def twilio():
-    with StandIn(twilio_standin.create_app()) as standin:
-        yield standin
 
 
 @pytest.fixture

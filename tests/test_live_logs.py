@@ -146,6 +146,16 @@ def create(server, name: str, script: str) -> dict:
     return created.json()
 
 
+def runner_with_code(server, hook_id: str):
+    """run(code): a run of the hook on the sample payload with context.code set to `code`."""
+    payload = server.call("GET", "/triggers/send-phone-message").json()["payload"]
+
+    def run(code: str) -> None:
+        body = {"payload": {**payload, "context": {**payload["context"], "code": code}}}
+        assert server.call("POST", f"/hooks/{hook_id}/run", json=body).status_code == 200
+    return run
+
+
 def run_in_background(server, hook_id: str, body: dict | None = None):
     """POST a run on a thread; its response (or the error, if the server dies) is queued."""
     results: queue.Queue = queue.Queue()
@@ -205,12 +215,7 @@ def test_a_timeout_keeps_what_was_printed_and_ends_with_its_error_in_every_view(
 def test_last_event_id_resumes_without_loss_or_repeat(start_server):
     server = start_server()
     hook = create(server, "counting", COUNTING)
-    payload = server.call("GET", "/triggers/send-phone-message").json()["payload"]
-
-    def run(code):
-        body = {"payload": {**payload, "context": {**payload["context"], "code": code}}}
-        assert server.call("POST", f"/hooks/{hook['id']}/run", json=body).status_code == 200
-
+    run = runner_with_code(server, hook["id"])
     run("a")
     first = EventStream(server, hook["id"], after=0)
     seen = first.take(5)
@@ -289,12 +294,7 @@ def test_an_engine_killed_mid_run_keeps_the_lines_and_the_last_moment_alive(star
 def test_cli_follow_resumes_after_an_engine_restart(start_server):
     server = start_server()
     hook = create(server, "counting", COUNTING)
-    payload = server.call("GET", "/triggers/send-phone-message").json()["payload"]
-
-    def run(code):
-        body = {"payload": {**payload, "context": {**payload["context"], "code": code}}}
-        assert server.call("POST", f"/hooks/{hook['id']}/run", json=body).status_code == 200
-
+    run = runner_with_code(server, hook["id"])
     run("a")
     env = {**server.env, "HOOKENGINE_URL": server.base, "HOOKENGINE_TOKEN": server.token}
     follower = subprocess.Popen([sys.executable, "-m", "hookengine.cli", "logs", "counting",

@@ -4,7 +4,6 @@ its code and its gd_send_*_failure event, the bucket, Idempotency-Key and the te
 from __future__ import annotations
 
 import pytest
-from standins import StandIn
 from standins import twilio as twilio_standin
 
 from hookengine.errors import Conflict
@@ -34,12 +33,6 @@ class Events:
     @property
     def types(self) -> list[str]:
         return [event["type"] for event in self.events]
-
-
-@pytest.fixture
-def twilio():
-    with StandIn(twilio_standin.create_app()) as standin:
-        yield standin
 
 
 @pytest.fixture

@@ -74,12 +74,6 @@ def rsa_key_pair():
 
 
 @pytest.fixture
-def twilio():
-    with StandIn(twilio_standin.create_app()) as standin:
-        yield standin
-
-
-@pytest.fixture
 def twilio_client(twilio):
     http_client = RoutingHttpClient(twilio.url)
     yield Client(twilio_standin.TEST_ACCOUNT_SID, twilio_standin.TEST_AUTH_TOKEN,
