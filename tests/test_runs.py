@@ -393,3 +393,12 @@ def test_a_busy_store_mid_run_holds_the_lines_for_the_outcome(client, auth, make
     assert record["status"] == "success" and attempts  # the first line was tried on its own
     stored = engine.executions.get(record["id"])
     assert [line["message"] for line in stored["logs"]] == ["one", "two"]
+
+
+@pytest.mark.parametrize("header", ["9" * 5000, "-1", "", "yesterday", str(2**31)])
+def test_a_last_event_id_that_is_not_a_position_is_a_400(client, auth, hook, header):
+    """Read by the `after` parameter's own rule (5,000 digits was a 500)."""
+    response = client.get(f"/api/v2/hooks/{hook['id']}/logs?follow=true",
+                          headers={**auth("read:hooks"), "Last-Event-ID": header})
+    assert response.status_code == 400
+    assert "Header Last-Event-ID must be" in response.json["message"]

@@ -134,26 +134,39 @@ def _converted_query(declared: dict[str, dict]) -> dict:
     return values
 
 
-def _convert(name: str, raw: str, schema: dict) -> tuple[object, str | None]:
+def _convert(name: str, raw: str, schema: dict,
+             where: str = "Query parameter") -> tuple[object, str | None]:
     """(value, None), or (None, what is wrong with `raw` for a parameter of `schema`)."""
     shown = repr(raw) if len(raw) <= 30 else repr(raw[:30]) + "..."
     value, expected = _CONVERTERS[schema["type"]](raw)
     if expected:
-        return None, f"Query parameter {name} must be {expected} (got {shown})."
+        return None, f"{where} {name} must be {expected} (got {shown})."
     low, high = schema.get("minimum"), schema.get("maximum")
     if value is _HUGE or (low is not None and value < low) or (high is not None and value > high):
         bounds = [f"at least {low}"] * (low is not None) + [f"at most {high}"] * (high is not None)
         expected = " and ".join(bounds) or f"an integer of at most {_DIGITS} digits"
-        return None, f"Query parameter {name} must be {expected} (got {shown})."
+        return None, f"{where} {name} must be {expected} (got {shown})."
     if "enum" in schema and value not in schema["enum"]:
-        return None, (f"Query parameter {name} must be one of "
+        return None, (f"{where} {name} must be one of "
                       f"{', '.join(map(str, schema['enum']))} (got {shown}).")
     if "pattern" in schema and not matches(schema["pattern"], value):
         hint = schema.get("x-hint")
         wrong = f"is not valid (got {shown}); {hint}" if hint else \
             f"must match {schema['pattern']} (got {shown})"
-        return None, f"Query parameter {name} {wrong}."
+        return None, f"{where} {name} {wrong}."
     return value, None
+
+
+def header_value(name: str, schema: dict):
+    """A request header read as a query parameter of `schema` would be (None when absent);
+    a 400 says what is wrong with it."""
+    raw = request.headers.get(name)
+    if raw is None:
+        return None
+    value, problem = _convert(name, raw, schema, where="Header")
+    if problem:
+        raise BadRequest(problem)
+    return value
 
 
 _HUGE = object()  # an integer too long to be in any range: not converted at all

@@ -8,7 +8,8 @@ import time
 
 from flask import Blueprint, Response, g, request, stream_with_context
 
-from hookengine.api.routes import MAX_PAGE, engine, json_body, paginate, query_args, route
+from hookengine.api.routes import (MAX_PAGE, engine, header_value, json_body, paginate,
+                                   query_args, route)
 from hookengine.api.schemas import PAGE_QUERY, paged
 from hookengine.auth import check_scope
 from hookengine.clock import as_utc_text
@@ -72,6 +73,12 @@ EXECUTION_FILTERS = {
              "description": "Executions started at or after this time (ISO 8601)."},
     "to": {"type": "string", "format": "date-time",
            "description": "Executions started before this time (ISO 8601)."}}
+LOGS_QUERY = {
+    "follow": {"type": "boolean", "default": False},
+    "after": {"type": "integer", "minimum": 0, "maximum": MAX_PAGE,
+              "description": "With follow=true: stream the lines after this position (the "
+              "`id` of an event; default: now). A reconnecting client's Last-Event-ID header "
+              "does the same, and wins."}}
 HEARTBEAT_SECONDS = 5.0
 FOLLOW_MAX_SECONDS = 3600.0
 # How often a stream with nothing new checks that its client is still there.
@@ -150,11 +157,7 @@ def get_execution(execution_id):
 
 
 @route(bp, "/hooks/<id>/logs", "GET", scope="read:hooks", tag="runs", event_stream=True,
-       query={"follow": {"type": "boolean", "default": False},
-              "after": {"type": "integer", "minimum": 0, "maximum": MAX_PAGE,
-                        "description": "With follow=true: stream the lines after this "
-                        "position (the `id` of an event; default: now). A reconnecting "
-                        "client's Last-Event-ID header does the same, and wins."}},
+       query=LOGS_QUERY,
        response={"type": "object", "properties": {"logs": {"type": "array", "items": {
            **LOG_LINE, "properties": {**LOG_LINE["properties"],
                                       "execution_id": {"type": "string"}}}}}},
@@ -167,12 +170,10 @@ def hook_logs(id):
     if not query_args()["follow"]:
         return {"logs": engine().executions.log_lines(
             id, engine().settings["EXECUTIONS_PER_HOOK_LOGS"])}
-    resume = request.headers.get("Last-Event-ID")
-    if resume is not None:  # the browser's own reconnect: newer than the URL's `after`
-        if not resume.isdigit() or int(resume) > MAX_PAGE:
-            raise BadRequest("The Last-Event-ID header must be the id of an event this "
-                             f"stream sent (got {resume[:40]!r}).")
-        after = int(resume)
+    # The browser's own reconnect: newer than the URL's `after`, and read by its rule.
+    resume = header_value("Last-Event-ID", LOGS_QUERY["after"])
+    if resume is not None:
+        after = resume
     gone = request.environ.get("waitress.client_disconnected", lambda: False)
     return Response(stream_with_context(_follow(engine(), id, after, gone)),
                     mimetype="text/event-stream",
