@@ -402,3 +402,9 @@ def test_a_last_event_id_that_is_not_a_position_is_a_400(client, auth, hook, hea
                           headers={**auth("read:hooks"), "Last-Event-ID": header})
     assert response.status_code == 400
     assert "Header Last-Event-ID must be" in response.json["message"]
+
+
+def test_a_time_filter_must_look_like_a_time(client, auth):
+    """Python's ISO parser alone took 5,000 digits for 1111-11-11T11:11:11."""
+    response = client.get("/api/v2/executions?to=" + "1" * 5000, headers=auth("read:hooks"))
+    assert response.status_code == 400 and "ISO 8601" in response.json["message"]
