@@ -15,11 +15,11 @@ from __future__ import annotations
 import copy
 import json
 
-import liquid
 import phonenumbers
 from cryptography.fernet import Fernet, InvalidToken
 
 from hookengine.errors import ConfigError, ValidationError
+from hookengine.phone.templates import liquid_problems
 from hookengine.secrets import HIDDEN
 
 # Auth0's order on a fresh tenant (GET /guardian/factors); `sms` is the phone factor.
@@ -244,7 +244,7 @@ class PhoneConfig:
 
     def set_templates(self, templates: dict) -> None:
         problems = [problem for name in TEMPLATE_FIELDS
-                    if (problem := liquid_problem(name, templates[name]))]
+                    for problem in liquid_problems(name, templates[name])]
         if problems:
             raise ValidationError("Invalid template", problems)
         self._put("templates", {name: templates[name] for name in TEMPLATE_FIELDS})
@@ -320,26 +320,6 @@ class PhoneConfig:
         except InvalidToken:
             raise ConfigError("The stored Twilio auth token cannot be decrypted with the "
                               "configured key; was HOOKENGINE_SECRET_KEY changed?") from None
-
-
-def liquid_problem(name: str, template: str) -> str | None:
-    """None when `template` parses as Liquid, else `name: Liquid's message (line L, column
-    C)` so the caller knows where to look."""
-    try:
-        liquid.parse(template)
-    except liquid.exceptions.LiquidError as error:
-        message = error.message or str(error).splitlines()[0]
-        return f"{name}: {message} ({_position(template, error)})"
-    return None
-
-
-def _position(template: str, error) -> str:
-    index = getattr(getattr(error, "token", None), "start_index", -1)
-    if index is None or index < 0:  # Liquid reports the end of the template
-        index = len(template)
-    line = template.count("\n", 0, index) + 1
-    column = index - (template.rfind("\n", 0, index) + 1) + 1
-    return f"line {line}, column {column}"
 
 
 def _countries(codes: list[str]) -> list[str]:

@@ -332,7 +332,7 @@ def compose(config: DeliveryConfig, body: dict) -> Message:
         content = template.get("content") or {}
         source = (content.get("body") or {}).get("text" if kind == "sms" else "voice")
         if template.get("disabled") or not source:
-            source = templates.UPE_DEFAULTS[kind_name]["text" if kind == "sms" else "voice"]
+            source = templates.DEFAULT_BODIES[kind_name]["text" if kind == "sms" else "voice"]
         sender = content.get("from") or None
     else:
         key, default = (("enrollment_message", templates.ENROLLMENT_DEFAULT) if enrolling

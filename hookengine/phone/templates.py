@@ -16,20 +16,58 @@ ENROLLMENT_DEFAULT = ("{{code}} is your verification code for {{tenant.friendly_
                       "Please enter this code to verify your enrollment.")
 VERIFICATION_DEFAULT = "{{code}} is your verification code for {{tenant.friendly_name}}"
 
-# The UPE templates' default bodies (a real tenant's, reference §5.2): a disabled template
-# falls back to these.
-_UPE_VOICE = ("Hello. Your verification code for {{ friendly_name | escape }} is {{ pause }} "
+# The UPE templates' default bodies, one per type, as a real tenant lists and resets them
+# (reference §5.2); a disabled template falls back to its type's.
+_VOICE_OTP = ("Hello. Your verification code for {{ friendly_name | escape }} is {{ pause }} "
               "{{ code | escape }}. I repeat, your verification code is {{ pause }} "
               "{{ code | escape }}")
-UPE_DEFAULTS = {
-    "otp_verify": {"text": "{{ code | escape }} is your verification code for "
-                           "{{ friendly_name | escape }}", "voice": _UPE_VOICE},
-    "otp_enroll": {"text": "{{ code | escape }} is your verification code for "
-                           "{{ friendly_name | escape }}. Please enter this code to verify "
-                           "your enrollment.", "voice": _UPE_VOICE},
+_BLOCKED = ("We detected suspicious activity on your account from the ip {{user.source_ip}}"
+            "{% if user.city %} from {{user.city}}, {{user.country}}{% elsif user.country %} "
+            "from {{user.country}}{% endif %}. Logins from this IP have been blocked on your "
+            "account. If this is your IP, please reset your password to unblock your account. "
+            "Otherwise, disregard this message.")
+# Auth0's default bodies as a real tenant lists and resets them. password_breach was never
+# seen in Auth0's recordings: its text is hookengine's own.
+_BREACH = ("We detected that the password of your {{ friendly_name | escape }} account "
+           "appeared in a data breach. Please reset your password.")
+DEFAULT_BODIES = {
+    "otp_verify": {
+        "text": "{{ code | escape }} is your verification code for {{ friendly_name | escape }}",
+        "voice": _VOICE_OTP},
+    "otp_enroll": {
+        "text": "{{ code | escape }} is your verification code for {{ friendly_name | escape }}. "
+                "Please enter this code to verify your enrollment.",
+        "voice": _VOICE_OTP},
+    "change_password": {
+        "text": "{{ code | escape }} is your password change code for "
+                "{{ friendly_name | escape }}",
+        "voice": "Hello. Your password change code for {{ friendly_name | escape }} is "
+                 "{{ pause }} {{ code | escape }}. I repeat, your password change code is "
+                 "{{ pause }} {{ code | escape }}"},
+    "blocked_account": {"text": _BLOCKED, "voice": _BLOCKED},
+    "password_breach": {"text": _BREACH, "voice": _BREACH},
 }
 
 _ENVIRONMENT = Environment()
+
+
+def liquid_problems(where: str, source: str) -> list[str]:
+    """What stops `source` from being a Liquid template: the parser's message with its line
+    and column, and each filter Liquid does not have (found only at render time otherwise)."""
+    try:
+        parsed = _ENVIRONMENT.parse(source)
+    except LiquidError as error:
+        index = error.token.start_index if error.token and error.token.start_index >= 0 \
+            else len(source)  # "found end of ..." errors point nowhere: the end
+        return [f"{where}: {error.message} ({_position(source, index)})"]
+    return [f"{where}: unknown filter {name!r} ({_position(source, span.index)})"
+            for name, spans in parsed.analyze().filters.items()
+            if name not in _ENVIRONMENT.filters for span in spans]
+
+
+def _position(source: str, index: int) -> str:
+    line_start = source.rfind("\n", 0, index) + 1
+    return f"line {source.count(chr(10), 0, index) + 1}, column {index - line_start + 1}"
 
 
 class TemplateError(Exception):
