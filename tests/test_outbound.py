@@ -17,8 +17,9 @@ from standins import StandIn
 from standins import infobip as infobip_standin
 from standins import twilio as twilio_standin
 from standins import vonage as vonage_standin
-# The stand-in fixtures and SDK plumbing of test_standins, shared rather than copied.
-from test_standins import (FROM, TO, infobip, twilio, twilio_client,  # noqa: F401
+# The stand-in fixtures and SDK plumbing of test_standins, shared rather than copied (the
+# Twilio stand-in fixture is in conftest).
+from test_standins import (FROM, TO, infobip, twilio_client,  # noqa: F401
                            vonage, vonage_client, vonage_keys)
 
 INFOBIP_PATH = "/sms/2/text/advanced"
