@@ -25,6 +25,8 @@ class Trigger:
     blocking: bool
     check: Callable[[dict, list[str]], None] = field(repr=False)
     shape_response: Callable[[object], object] = field(repr=False, default=lambda r: r)
+    # What a new hook's code returns (the editor's "New hook" starts from `template()`).
+    starter_return: str = "{}"
 
     def signature(self) -> str:
         return f"{self.entry_function}({', '.join(self.params)})"
@@ -33,7 +35,15 @@ class Trigger:
         return {"id": self.id, "entry_function": self.entry_function,
                 "signature": f"def {self.signature()}", "params": list(self.params),
                 "blocking": self.blocking, "description": self.description,
-                "payload": copy.deepcopy(self.sample_payload)}
+                "payload": copy.deepcopy(self.sample_payload), "template": self.template()}
+
+    def template(self) -> str:
+        """A new hook's script: the PEP 723 block naming the trigger, and the entry function."""
+        return (f'# /// script\n# dependencies = []\n# [tool.hookengine]\n'
+                f'# trigger = "{self.id}"\n# secrets = []\n# ///\n\n\n'
+                f'def {self.signature()}:\n    """{self.description}"""\n'
+                f'    print("{self.entry_function} called")\n'
+                f'    return {self.starter_return}\n')
 
     def validate(self, payload) -> dict:
         """Return the payload, or raise 400 listing every problem (like Auth0's harness)."""
@@ -199,7 +209,8 @@ TRIGGERS = {t.id: t for t in (
                      "user_metadata": {"hobby": "surfing"}, "app_metadata": {"plan": "full"}},
             "context": {"requestLanguage": "en-us", "connection": dict(CONNECTION)},
         },
-        check=_check_user_event, shape_response=_shape_registration),
+        check=_check_user_event, shape_response=_shape_registration,
+        starter_return='{"user": {"user_metadata": {}, "app_metadata": {}}}'),
     Trigger(
         id="post-user-registration", entry_function="post_user_registration",
         params=("user", "context"), blocking=False,

@@ -113,7 +113,8 @@ LIST_QUERY = {
 TRIGGER = {"type": "object", "properties": {
     "id": {"type": "string"}, "entry_function": {"type": "string"},
     "signature": {"type": "string"}, "params": {"type": "array", "items": {"type": "string"}},
-    "blocking": {"type": "boolean"}, "description": {"type": "string"}, "payload": {}}}
+    "blocking": {"type": "boolean"}, "description": {"type": "string"}, "payload": {},
+    "template": {"type": "string", "description": "A new hook's script for this trigger."}}}
 
 TRIGGER_EXECUTE = {
     "type": "object",
