@@ -101,7 +101,7 @@ class EventStream:
                     event["id"] = int(line[4:])
                 elif line.startswith("data: "):
                     event["data"] = json.loads(line[6:])
-                elif line == "" and event:
+                elif line == "" and "data" in event:  # an id alone is a resume point
                     self.events.put(event)
                     event = {}
         except (requests.RequestException, AttributeError, ValueError):

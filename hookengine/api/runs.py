@@ -201,7 +201,10 @@ def _follow(eng, hook_id: str, after: int | None, client_gone):
     def stream():
         nonlocal position
         try:
-            yield f": following after {position}\n\n"  # where a client resumes if cut off
+            # Where a client resumes if cut off: a comment for readers of the text, and an
+            # id with no data, which a browser's EventSource keeps as its Last-Event-ID
+            # without dispatching an event, so its first reconnect loses nothing either.
+            yield f": following after {position}\nid: {position}\n\n"
             started = last_beat = time.monotonic()
             while (time.monotonic() - started < FOLLOW_MAX_SECONDS
                    and not eng.closing.is_set() and not client_gone()):
