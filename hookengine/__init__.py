@@ -14,7 +14,7 @@ def create_app(test_config: dict | None = None, env_file: str | None = ".env", s
     """
     from flask import Flask
 
-    from hookengine import api
+    from hookengine import api, ui
     from hookengine.config import load_settings
     from hookengine.engine import Engine
     from hookengine.errors import register_error_handlers
@@ -28,5 +28,6 @@ def create_app(test_config: dict | None = None, env_file: str | None = ".env", s
     engine = Engine(settings, sandbox=sandbox, lock=lock)
     app.extensions["hookengine"] = engine
     api.init_app(app)
+    ui.init_app(app)
     register_error_handlers(app)
     return app

@@ -95,15 +95,61 @@ def require_scope(scope: str | tuple[str, ...]):
         def wrapper(*args, **kwargs):
             from flask import current_app, g, request
 
-            token = bearer_token(request.headers.get("Authorization"))
-            scopes = current_app.extensions["hookengine"].tokens.scopes_of(token)
-            if scopes is None:
-                raise Unauthorized("Invalid token: unknown or revoked.")
+            scopes = request_scopes(current_app.extensions["hookengine"], request)
             check_scope(scopes, scope)
             g.scopes = scopes  # for views that need a further scope for some requests
             return view(*args, **kwargs)
         return wrapper
     return decorator
+
+
+def request_scopes(engine, request) -> set[str]:
+    """The scopes of a request's credentials: its bearer token, or else the web editor's
+    session cookie. A cookie is sent by the browser on its own, so a change made with one
+    must also come from the page itself (see `check_same_origin`)."""
+    from hookengine.sessions import SAFE_METHODS, session_cookie
+
+    header = request.headers.get("Authorization")
+    cookie = session_cookie(request)
+    if header is None and cookie:
+        session = engine.sessions.check(cookie)
+        if session is None:
+            raise Unauthorized("Your session has ended (signed out, expired, or its token was "
+                               "revoked): sign in again.", error_code="session_ended")
+        if request.method not in SAFE_METHODS:
+            check_same_origin(session, request)
+        return set(session.scopes)
+    scopes = engine.tokens.scopes_of(bearer_token(header))
+    if scopes is None:
+        raise Unauthorized("Invalid token: unknown or revoked.")
+    return scopes
+
+
+def check_same_origin(session, request, csrf: str | None = None) -> None:
+    """403 unless an unsafe request made with a session cookie comes from the engine's own
+    pages: from its own origin, carrying the session's CSRF token (the `X-CSRF-Token`
+    header, or `csrf` when a form sends it as a field)."""
+    from hookengine.sessions import csrf_matches
+
+    check_origin(request)
+    if not csrf_matches(session, csrf or request.headers.get("X-CSRF-Token")):
+        raise Forbidden("Missing or wrong X-CSRF-Token: send the token of the page's "
+                        "<meta name=\"csrf-token\"> with every change made with the session "
+                        "cookie.", error_code="csrf_token")
+
+
+def check_origin(request) -> None:
+    """403 unless the browser says the request comes from the engine's own origin: its
+    Origin header, or without one, Sec-Fetch-Site (a browser sends one or the other)."""
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        same = origin == request.host_url.rstrip("/")
+    else:
+        same = request.headers.get("Sec-Fetch-Site") == "same-origin"
+    if not same:
+        raise Forbidden(f"Cross-site request refused: a change made with the session cookie "
+                        f"must come from {request.host_url.rstrip('/')} itself (its Origin "
+                        f"was {origin or 'not sent'}).", error_code="cross_site_request")
 
 
 def check_scope(scopes: set[str], scope: str | tuple[str, ...], why: str = "") -> None:

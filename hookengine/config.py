@@ -196,6 +196,10 @@ SETTINGS = (
     Setting("LOG_STREAM_SUSPEND_DAYS", 7.0, as_float,
             "A log stream whose deliveries have failed for this long is suspended (Auth0: 7 "
             "days); its queue is kept, and PATCH status active resumes it."),
+    Setting("SESSION_IDLE_MINUTES", 60, as_int,
+            "A web editor session unused this long ends (sign in again)."),
+    Setting("SESSION_MAX_HOURS", 12, as_int,
+            "A web editor session ends this long after sign-in, used or not."),
     Setting("SERVER_THREADS", 16, as_int, "Worker threads of the WSGI server."),
     Setting("LOG_LEVEL", "INFO", as_str, "Engine log level (the engine's own log, not hooks')."),
 )

@@ -16,6 +16,7 @@ from hookengine.logstreams import LogStreams
 from hookengine.phoneconfig import PhoneConfig
 from hookengine.runner import Runner, sandboxes_from
 from hookengine.secrets import SecretStore, load_cipher
+from hookengine.sessions import SessionStore
 from hookengine.store import Store
 from hookengine.tenantlogs import TenantLogs
 
@@ -35,6 +36,7 @@ class Engine:
         self.settings = settings
         self.store = Store(settings["DATA_DIR"]).open()
         self.tokens = TokenStore(self.store)
+        self.sessions = SessionStore(self.store, self.tokens, settings)
         cipher = load_cipher(settings["SECRET_KEY"], settings["DATA_DIR"])
         self.secrets = SecretStore(self.store, cipher, settings["MAX_SECRETS"],
                                    settings["MAX_SECRET_BYTES"])

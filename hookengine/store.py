@@ -209,6 +209,25 @@ MIGRATIONS = (
         created_at TEXT NOT NULL
     );
     """,
+    """
+    -- Browser sessions of the web editor (hookengine/sessions.py): a session is its token's
+    -- stand-in, so it is read with the token's current scopes and ends with the token.
+    CREATE TABLE sessions (
+        id_hash TEXT PRIMARY KEY,          -- sha256 of the cookie's value
+        token_id TEXT NOT NULL REFERENCES tokens(id) ON DELETE CASCADE,
+        csrf TEXT NOT NULL,                -- sent back in X-CSRF-Token on unsafe requests
+        created_at REAL NOT NULL,          -- POSIX seconds: expiry is arithmetic
+        seen_at REAL NOT NULL,
+        expires_at REAL NOT NULL           -- the absolute cap
+    );
+    CREATE INDEX sessions_token ON sessions(token_id);
+    -- One-time sign-in links (`hookengine ui`), exchanged for a session within a minute.
+    CREATE TABLE sign_in_links (
+        id_hash TEXT PRIMARY KEY,
+        token_id TEXT NOT NULL REFERENCES tokens(id) ON DELETE CASCADE,
+        expires_at REAL NOT NULL
+    );
+    """,
 )
 
 
