@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from hookengine import manage
-from hookengine.apiclient import ApiError, resolve_hook, with_api
+from hookengine.apiclient import DEFAULT_URL, ApiError, resolve_hook, with_api
 from hookengine.config import load_settings, unknown_variables
 from hookengine.envfile import read_env_file
 from hookengine.errors import DataDirInUse, HookEngineError
@@ -189,6 +189,20 @@ def token_revoke(token_id, data_dir):
     if not _engine(data_dir).tokens.revoke(token_id):
         raise click.ClickException(f"No active token with id {token_id}")
     click.echo(f"revoked {token_id}")
+
+
+@main.command()
+@click.option("--url", envvar="HOOKENGINE_URL", default=DEFAULT_URL, show_default=True,
+              help="Base URL the engine is reached at (HOOKENGINE_URL).")
+@data_dir_option
+def ui(url, data_dir):
+    """Print a one-time link that signs this browser in to the web editor (good for a
+    minute, once)."""
+    from hookengine.sessions import LINK_SECONDS
+
+    link = _engine(data_dir).sessions.create_link()
+    click.echo(f"open within {LINK_SECONDS} s (one use):", err=True)
+    click.echo(f"{url.rstrip('/')}/ui/sign-in/{link}")
 
 
 @main.group()

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, current_app, redirect, render_template, request
 
 from hookengine.auth import check_origin, check_same_origin
+from hookengine.sandbox import Status
 from hookengine.sessions import cookie_name, session_cookie
 from hookengine.triggers import TRIGGERS
 from hookengine.ui import assets, headers
@@ -54,7 +55,7 @@ def hooks_page():
 
 @bp.get("/hooks/<id>")
 def editor_page(id):
-    return _page("editor.html", hookId=id)
+    return _page("editor.html", hookId=id, statuses=list(Status))
 
 
 @bp.get("/phone")

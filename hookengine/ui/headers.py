@@ -17,7 +17,9 @@ PAGE_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self' 'nonce-{
 DATA_POLICY = "default-src 'none'; frame-ancestors 'none'"
 COMMON = {
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # Not no-referrer: under it a browser sends `Origin: null` with a form's POST, and the
+    # sign-in and sign-out forms are checked by their Origin.
+    "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
     "Cross-Origin-Opener-Policy": "same-origin",
 }
