@@ -27,6 +27,7 @@ def init_app(app) -> None:
     app.register_blueprint(bp)
     app.add_url_rule("/", "home", lambda: redirect("/ui/"))
     headers.init_app(app)
+    app.jinja_env.globals["imports_of"] = assets.imports_of
 
 
 def _engine():

@@ -7,6 +7,8 @@ import functools
 import gzip
 import hashlib
 import mimetypes
+import posixpath
+import re
 from pathlib import Path
 
 from flask import Response, request
@@ -15,6 +17,22 @@ from hookengine.errors import NotFound
 
 STATIC = Path(__file__).parent / "static"
 COMPRESSED = {".js", ".css", ".txt", ".svg"}
+IMPORT = re.compile(r'^import [^;]*?from "(\./[^"]+)";', re.MULTILINE)
+
+
+@functools.lru_cache(maxsize=16)
+def imports_of(module: str) -> tuple[str, ...]:
+    """Every module `module` imports, directly or not (static files' names), so a page can
+    ask for them all at once (modulepreload) instead of one import level at a time."""
+    found, pending = [], [module]
+    while pending:
+        current = pending.pop()
+        for target in IMPORT.findall((STATIC / current).read_text()):
+            name = posixpath.normpath(posixpath.join(posixpath.dirname(current), target))
+            if name not in found:
+                found.append(name)
+                pending.append(name)
+    return tuple(sorted(found))
 
 
 @functools.lru_cache(maxsize=64)

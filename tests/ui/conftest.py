@@ -9,38 +9,25 @@ included. Without chromium and chromedriver the tests skip, except under CI (CI=
 from __future__ import annotations
 
 import os
-import shutil
 
 import pytest
-from serverprocess import ServerProcess
-
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-WAIT_SECONDS = 15
-
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
+from browser import CHROMEDRIVER, CHROMIUM, installed, start_chromium
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
+from serverprocess import ServerProcess
+
+WAIT_SECONDS = 15
 
 
 @pytest.fixture(scope="session")
 def driver():
-    if not (os.path.exists(CHROMIUM) and shutil.which(CHROMEDRIVER)):
+    if not installed():
         if os.environ.get("CI") == "true":
             pytest.fail(f"{CHROMIUM} and {CHROMEDRIVER} are needed (apt-get install chromium "
                         "chromium-driver; .ci/run does it)")
         pytest.skip("Chromium and chromedriver are not installed (apt-get install chromium "
                     "chromium-driver)")
-    # Selenium Manager would go to the network to look for a browser: the paths are given.
-    os.environ.update(SE_OFFLINE="true", SE_AVOID_STATS="true")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    # --no-sandbox: Chromium's own sandbox cannot start as root, which CI runs as.
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                     "--window-size=1280,900", "--lang=en-US"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    browser = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    browser = start_chromium()
     yield browser
     browser.quit()
 
