@@ -13,7 +13,8 @@ from ulid import ULID
 
 from hookengine.clock import utc_now
 from hookengine.errors import Conflict, NotFound, ValidationError
-from hookengine.scripts import ScriptMetadata, validate_script
+from hookengine.sandbox import Problem
+from hookengine.scripts import ScriptMetadata, check_script, validate_script
 from hookengine.triggers import TRIGGERS
 from hookengine.validation import describe_all, schema_errors
 
@@ -70,6 +71,25 @@ HOOK_UPDATE = {
     "properties": FIELD_SCHEMAS,
     "x-hint": f"send an object with one or more of {', '.join(UPDATABLE)}",
     "examples": [{"enabled": True}],
+}
+
+# A script checked without saving it: the fields a save checks it with, triggerId optional.
+HOOK_CHECK = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["script"],
+    "properties": {
+        "script": {"type": "string",
+                   "description": "Python source to check; nothing is saved. An empty script "
+                                  "is checked like any other."},
+        "triggerId": {**TRIGGER_ID,
+                      "description": "The trigger to check the script for; without it, the "
+                                     "script's own (its PEP 723 block's, else the one whose "
+                                     "entry function it defines)."},
+        "dependencies": DEPENDENCIES,
+    },
+    "x-hint": "send an object with script, and optionally triggerId and dependencies",
+    "examples": [{"script": _EXAMPLE_SCRIPT, "triggerId": "send-phone-message"}],
 }
 
 _COLUMNS = "id, name, script, trigger_id, enabled, dependencies"
@@ -210,6 +230,15 @@ class HookStore:
                         *, fallback: dict | None = None) -> tuple[dict, ScriptMetadata]:
         return validate_script(self.settings, script, trigger_id, dependencies,
                                fallback=fallback)
+
+    def check(self, data: dict) -> tuple[str | None, list[Problem]]:
+        """What creating a hook with this script would be refused for, and the trigger it was
+        checked for; nothing is stored. A body that is not HOOK_CHECK's shape is a 400."""
+        problems = describe_all(schema_errors(HOOK_CHECK, data))
+        if problems:
+            raise ValidationError("Invalid hook", problems)
+        return check_script(self.settings, data["script"], data.get("triggerId"),
+                            data.get("dependencies"))
 
     def _validated(self, schema: dict, data, hook: dict | None = None) -> dict:
         """Field and script problems in one 400; the dependencies in force otherwise.

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 def init_app(app) -> None:
     from hookengine.api import (branding, guardian, health, hooks, logs, logstreams, openapi,
-                                packages, phone, runs, secrets, tenants, triggers)
+                                packages, phone, routes, runs, secrets, tenants, triggers)
+
+    app.url_map.converters.update(routes.CONVERTERS)  # before the rules that use them
 
     for module in (hooks, secrets, runs, triggers, packages, guardian, tenants, branding, phone,
                    logs, logstreams, openapi, health):

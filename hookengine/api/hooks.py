@@ -31,14 +31,23 @@ def create_hook():
     return hook, 201, {"Location": url_for(".get_hook", id=hook["id"])}
 
 
-@route(bp, "/hooks/<id>", "GET", summary="Get a hook", scope="read:hooks",
+@route(bp, "/hooks/check", "POST", summary="Check a script without saving it",
+       scope=("create:hooks", "update:hooks"), body=schemas.HOOK_CHECK,
+       response=schemas.HOOK_CHECK_RESULT)
+def check_hook():
+    """List what saving a script would be refused for (200 either way); nothing is saved."""
+    trigger_id, problems = engine().hooks.check(json_body())  # checked against HOOK_CHECK
+    return {"problems": [problem.to_dict() for problem in problems], "triggerId": trigger_id}
+
+
+@route(bp, "/hooks/<hook_id:id>", "GET", summary="Get a hook", scope="read:hooks",
        response=schemas.HOOK, query=schemas.FIELDS_QUERY)
 def get_hook(id):
     """Return one hook."""
     return _select_fields([engine().hooks.get(id)])[0]
 
 
-@route(bp, "/hooks/<id>", "PATCH", summary="Update a hook", scope="update:hooks",
+@route(bp, "/hooks/<hook_id:id>", "PATCH", summary="Update a hook", scope="update:hooks",
        body=schemas.HOOK_UPDATE, response=schemas.HOOK, errors=(409,))
 def update_hook(id):
     """Change a hook's name, script, enabled state or dependencies."""
@@ -57,7 +66,7 @@ def get_lockfile(id):
     return {key: state[key] for key in ("status", "error", "lockfile", "environment")}
 
 
-@route(bp, "/hooks/<id>", "DELETE", summary="Delete a hook", scope="delete:hooks",
+@route(bp, "/hooks/<hook_id:id>", "DELETE", summary="Delete a hook", scope="delete:hooks",
        status=204)
 def delete_hook(id):
     """Delete a hook and its secrets (and its environment, if no other hook uses it)."""

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from flask import current_app, g, request
+from werkzeug.routing import BaseConverter
 
 from hookengine.auth import require_scope
 from hookengine.errors import BadRequest, InvalidQuery, UnsupportedMediaType, ValidationError
@@ -186,6 +187,17 @@ def _boolean(raw: str):
 
 
 _CONVERTERS = {"integer": _integer, "boolean": _boolean, "string": lambda raw: (raw, None)}
+
+
+class HookId(BaseConverter):
+    """`<hook_id:id>`: a hook's id in /hooks/<id>, which is anything but `check`. That is
+    POST /hooks/check's own path, so OPTIONS on it must name POST alone, and GET, PATCH or
+    DELETE on it are 405, not a search for a hook called "check" (ids are ULIDs)."""
+
+    regex = r"(?!check$)[^/]+"
+
+
+CONVERTERS = {"hook_id": HookId}
 
 
 def engine():

@@ -7,8 +7,9 @@ document; the store checks them on every create and update.
 from __future__ import annotations
 
 from hookengine.api.routes import MAX_PAGE
-from hookengine.hooks import (DEPENDENCIES, FIELD_SCHEMAS, FIELDS, HOOK_CREATE,  # noqa: F401
-                              HOOK_UPDATE, NAME_PATTERN, TRIGGER_ID)
+from hookengine.hooks import (DEPENDENCIES, FIELD_SCHEMAS, FIELDS, HOOK_CHECK,  # noqa: F401
+                              HOOK_CREATE, HOOK_UPDATE, NAME_PATTERN, TRIGGER_ID)
+from hookengine.sandbox import Problem
 from hookengine.triggers import TRIGGERS
 
 HOOK = {
@@ -23,6 +24,42 @@ HOOK = {
                            "for it; failed: see dependencies_error, then fix and save again."},
         "dependencies_error": {"type": ["string", "null"],
                                "description": "Why the install failed, naming the package."}},
+}
+PROBLEM = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["line", "column", "end_column", "message", "source"],
+    "properties": {
+        "line": {"type": "integer", "minimum": 1,
+                 "description": "Line of the script (from 1). A problem of the whole script "
+                                "(its size, a dependency the request sent) is on line 1; one "
+                                "of the PEP 723 block, on the line of the entry at fault."},
+        "column": {"type": ["integer", "null"], "minimum": 1,
+                   "description": "Column where it starts (from 1, in characters); null: the "
+                                  "whole line."},
+        "end_column": {"type": ["integer", "null"], "minimum": 1,
+                       "description": "Column just past its end, on the same line; null: "
+                                      "not known."},
+        "message": {"type": "string",
+                    "description": "What is wrong: the same text a save lists in `errors`."},
+        "source": {"type": "string", "enum": list(Problem.SOURCES),
+                   "description": "The check that found it: compile (the hook language's "
+                                  "rules), metadata (the PEP 723 block), dependencies, or "
+                                  "trigger (the script's trigger, or its entry function)."},
+    },
+}
+HOOK_CHECK_RESULT = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["problems", "triggerId"],
+    "properties": {
+        "problems": {"type": "array", "items": PROBLEM,
+                     "description": "Every problem a save would be refused for; empty: the "
+                                    "script would save."},
+        "triggerId": {"type": ["string", "null"], "enum": [*TRIGGERS, None],
+                      "description": "The trigger the script was checked for: the one sent, "
+                                     "else the script's own; null when that cannot be told."},
+    },
 }
 LOCKFILE = {"type": "object", "properties": {
     "status": {"type": "string"}, "error": {"type": ["string", "null"]},

@@ -31,15 +31,17 @@ from hookengine.sandbox.deps import allowed_roots
 from hookengine.sandbox.egress import EgressDenied, EgressGuard, EgressPolicy
 from hookengine.sandbox.isolation import Limits
 from hookengine.sandbox.policy import compile_hook
+from hookengine.sandbox.problems import Problem
 from hookengine.sandbox.protocol import (ANSWER, DATA, END, LINE, PING, PONG, RecordReader,
                                          frame, read_frame)
 
 # The package's API: the rest of the engine imports from here, never from a submodule.
 # EgressGuard/EgressDenied: log streams check their endpoints with the hooks' egress rules,
-# and the engine's own provider calls (phone delivery) obey the policy too.
+# and the engine's own provider calls (phone delivery) obey the policy too. Problem: what
+# compile_hook finds, and the upload rules (hookengine.scripts) report the same way.
 __all__ = ["HOOK_FILENAME", "LOG_STREAMS", "EgressDenied", "EgressGuard", "EgressPolicy", "Job",
-           "Limits", "Sandbox", "SandboxResult", "Sandboxes", "Status", "compile_hook",
-           "describe_layers", "failure"]
+           "Limits", "Problem", "Sandbox", "SandboxResult", "Sandboxes", "Status",
+           "compile_hook", "describe_layers", "failure"]
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,13 @@ import re
 import sys
 import types
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from RestrictedPython import RestrictingNodeTransformer, compile_restricted_exec, safe_builtins
 from RestrictedPython.Guards import (full_write_guard, guarded_iter_unpack_sequence,
                                      guarded_unpack_sequence, safer_getattr_raise)
+
+from hookengine.sandbox.problems import LINE_BREAK, Problem, at_node, line_number
 
 # Harmless standard-library modules any hook may import (each pure computation, no I/O).
 STDLIB_MODULES = frozenset({
@@ -202,40 +205,69 @@ def ImportDenied(message: str) -> ImportError:
 @dataclass(frozen=True)
 class CompileResult:
     code: types.CodeType | None
-    errors: tuple[str, ...]
+    problems: tuple[Problem, ...]
+
+    @property
+    def errors(self) -> tuple[str, ...]:
+        """The problems' text ("Line N: ..."), as a refused save and a draft run list them."""
+        return tuple(map(str, self.problems))
 
 
 def compile_hook(source: str, filename: str, max_bytes: int, max_depth: int,
                  entry_function: str | None = None) -> CompileResult:
     """Compile under RestrictedPython's transformer (plus HookTransformer's guarded
-    unpacking); collect every problem."""
+    unpacking); collect every problem, with where it is."""
+    def refused(message: str, line: int = 1) -> CompileResult:
+        return CompileResult(None, (Problem(line=line, message=message,
+                                            source=Problem.COMPILE),))
+
     if not isinstance(source, str):
-        return CompileResult(None, ("The script must be text.",))
+        return refused("The script must be text.")
     size = len(source.encode("utf-8", "surrogatepass"))
     if size > max_bytes:
-        return CompileResult(None, (f"The script is {size} bytes; the limit is {max_bytes}.",))
+        return refused(f"The script is {size} bytes; the limit is {max_bytes}.")
     try:
         tree = ast.parse(source, filename)
     except SyntaxError as error:
-        return CompileResult(None, (f"Line {error.lineno}: SyntaxError: {error.msg}",))
+        return CompileResult(None, (Problem.of_syntax_error(
+            f"Line {error.lineno}: SyntaxError: {error.msg}", error),))
     except (RecursionError, MemoryError, ValueError) as error:
-        return CompileResult(None, (f"The script cannot be parsed: {type(error).__name__} "
-                                    "(nested too deeply?)",))
+        return refused(f"The script cannot be parsed: {type(error).__name__} "
+                       "(nested too deeply?)")
     depth, line = _ast_depth(tree)
     if depth > max_depth:
-        return CompileResult(None, (f"Line {line}: the script nests {depth} levels deep; the "
-                                    f"limit is {max_depth}.",))
-    errors = []
+        return refused(f"Line {line}: the script nests {depth} levels deep; the limit is "
+                       f"{max_depth}.", line)
+    problems = []
     if entry_function and not any(isinstance(node, ast.FunctionDef)
                                   and node.name == entry_function for node in tree.body):
-        errors.append(f"Line 1: the script must define a top-level function "
-                      f"{entry_function}(...).")
+        problems.append(Problem(line=1, message=f"Line 1: the script must define a top-level "
+                                f"function {entry_function}(...).",
+                                source=Problem.COMPILE))
     try:
         result = compile_restricted_exec(tree, filename, policy=HookTransformer)
     except (RecursionError, MemoryError) as error:
-        return CompileResult(None, (f"The script cannot be compiled: {type(error).__name__}",))
-    errors = list(result.errors) + errors
-    return CompileResult(None if errors else result.code, tuple(errors))
+        return refused(f"The script cannot be compiled: {type(error).__name__}")
+    lines = LINE_BREAK.split(source)
+    problems = [_located(error, lines) for error in result.errors] + problems
+    return CompileResult(None if problems else result.code, tuple(problems))
+
+
+class _Flagged(NamedTuple):
+    """A RestrictedPython error in its own words, with the node and rule it is about."""
+
+    text: str
+    node: ast.AST
+    info: str
+
+
+def _located(error: _Flagged | str, lines: list[str]) -> Problem:
+    if isinstance(error, _Flagged):
+        return at_node(error.text, error.info, error.node, lines)
+    # Not reported through HookTransformer.error (none is today): the line its text names.
+    cited = re.match(r"Line (\d+):", error)
+    return Problem(line=line_number(int(cited.group(1)) if cited else None), message=error,
+                   source=Problem.COMPILE)
 
 
 class HookTransformer(RestrictingNodeTransformer):
@@ -243,6 +275,12 @@ class HookTransformer(RestrictingNodeTransformer):
     list, tuple or set display) becomes `*_getiter_(x)`, and `**m` (in a call or a dict
     display) becomes `**_getmapping_(m)`, so an item the guard refuses through `x[0]` or a
     `for` loop does not come out raw through `f(*x)` or `[*x]`."""
+
+    def error(self, node: ast.AST, info: str) -> None:
+        """Record a broken rule as RestrictedPython words it, keeping the node it is about
+        (compile_hook turns it into a Problem with the columns)."""
+        super().error(node, info)
+        self.errors[-1] = _Flagged(self.errors[-1], node, info)
 
     def visit_Starred(self, node: ast.Starred) -> ast.AST:
         node = self.node_contents_visit(node)
