@@ -41,6 +41,8 @@ class Operation:
     errors: tuple[int, ...] = ()  # every error status it can answer (see error_statuses)
     content_type: str = "application/json"
     event_stream: bool = False
+    headers: dict = field(default_factory=dict)  # request headers it reads: {name: schema}
+    response_headers: dict = field(default_factory=dict)  # on success: {name: schema}
 
 
 OPERATIONS: list[Operation] = []
@@ -50,12 +52,16 @@ def route(blueprint, rule: str, method: str, *, summary: str,
           scope: str | tuple[str, ...] | None,
           status: int = 200, body: dict | None = None, response: dict | None = None,
           query: dict | None = None, tag: str = "hooks", errors: tuple[int, ...] = (),
-          content_type: str = "application/json", event_stream: bool = False):
+          content_type: str = "application/json", event_stream: bool = False,
+          headers: dict | None = None, response_headers: dict | None = None):
     """Register `view` on `blueprint` for `method rule`, guarded by `scope`, and document it.
 
     `event_stream`: the success response may also be text/event-stream (Server-Sent Events).
     `errors`: error statuses the view itself may answer besides those `error_statuses`
     derives from the declaration (409 for a name taken, say).
+    `headers`, `response_headers`: {name: schema} of the optional request headers the view
+    reads itself (If-Match) and of the headers its success answer carries (ETag); documented
+    only.
     """
     query = query or {}
     for name, schema in query.items():
@@ -72,7 +78,8 @@ def route(blueprint, rule: str, method: str, *, summary: str,
             path=(blueprint.url_prefix or "") + rule, method=method.lower(), scope=scope,
             summary=summary, status=status, body=body, response=response,
             query=query, tag=tag, content_type=content_type, event_stream=event_stream,
-            errors=error_statuses(rule, scope, body, event_stream, errors)))
+            errors=error_statuses(rule, scope, body, event_stream, errors),
+            headers=headers or {}, response_headers=response_headers or {}))
         return guarded
     return decorator
 
