@@ -199,7 +199,7 @@ def test_hooks_saved_before_versions_existed_get_an_etag(tmp_path, app_settings,
             db.execute(statement)
         db.execute(f"PRAGMA user_version = {number}")
     db.execute("INSERT INTO hooks (id, name, script, trigger_id, created_at, updated_at) "
-               f"VALUES ('01ARZ3NDEKTSV4RRFFQ69G5FAV', 'old', ?, 'send-phone-message', 'then', "
+               "VALUES ('01ARZ3NDEKTSV4RRFFQ69G5FAV', 'old', ?, 'send-phone-message', 'then', "
                "'then')", (script(),))
     db.close()
     app = create_app({**app_settings, "DATA_DIR": str(data)}, env_file=None, sandbox=sandbox)
