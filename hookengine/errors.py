@@ -104,6 +104,14 @@ class Conflict(HookEngineError):
     error_code = "conflict"
 
 
+class PreconditionFailed(HookEngineError):
+    """An If-Match that names no current state of the resource (or is not entity tags): the
+    client's copy is stale, and nothing was changed."""
+
+    status_code = 412
+    error_code = "precondition_failed"
+
+
 class PayloadTooLarge(HookEngineError):
     status_code = 413
     error_code = "payload_too_large"
@@ -138,8 +146,8 @@ class ConfigError(HookEngineError):
 
 
 # Statuses whose class is the engine's one error for them, whoever detects the condition.
-_BY_STATUS = {cls.status_code: cls for cls in (NotFound, MethodNotAllowed, PayloadTooLarge,
-                                               UnsupportedMediaType)}
+_BY_STATUS = {cls.status_code: cls for cls in (NotFound, MethodNotAllowed, PreconditionFailed,
+                                               PayloadTooLarge, UnsupportedMediaType)}
 
 
 class DataDirInUse(HookEngineError):

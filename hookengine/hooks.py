@@ -3,11 +3,15 @@
 The fields' rules are JSON Schemas (HOOK_CREATE, HOOK_UPDATE): the store checks every create and
 update with them, and the API serves the same ones in its OpenAPI document. What a schema cannot
 say (the script compiles, its PEP 723 block, installed dependencies) is in `hookengine.scripts`.
+
+A stored hook also has a `version`, which every save that changes it counts up (the installer's
+progress does not): its ETag, which an update's If-Match must name.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from ulid import ULID
 
@@ -94,6 +98,7 @@ HOOK_CHECK = {
 
 _COLUMNS = "id, name, script, trigger_id, enabled, dependencies"
 _STATE = "dependencies_status, dependencies_error, lockfile, environment"
+_RECORD = f"{_COLUMNS}, {_STATE}, version"  # what _to_hook reads
 
 
 class HookStore:
@@ -130,7 +135,7 @@ class HookStore:
         return self.store.query_one("SELECT 1 FROM hooks WHERE id = ?", (hook_id,)) is not None
 
     def get(self, hook_id: str) -> dict:
-        row = self.store.query_one(f"SELECT {_COLUMNS}, {_STATE} FROM hooks WHERE id = ?",
+        row = self.store.query_one(f"SELECT {_RECORD} FROM hooks WHERE id = ?",
                                    (hook_id,))
         if row is None:
             raise NotFound("Hook not found.", error_code="inexistent_hook")
@@ -160,7 +165,7 @@ class HookStore:
 
     def in_state(self, status: str) -> list[dict]:
         """Hooks whose dependencies stand so (at start: installs a stop cut off)."""
-        rows = self.store.query(f"SELECT {_COLUMNS}, {_STATE} FROM hooks WHERE "
+        rows = self.store.query(f"SELECT {_RECORD} FROM hooks WHERE "
                                 "dependencies_status = ?", (status,))
         return [_to_hook(row) for row in rows]
 
@@ -181,12 +186,18 @@ class HookStore:
             params.append(trigger_id)
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         total = self.store.query_one(f"SELECT COUNT(*) FROM hooks{clause}", params)[0]
-        rows = self.store.query(f"SELECT {_COLUMNS}, {_STATE} FROM hooks{clause} ORDER BY id "
+        rows = self.store.query(f"SELECT {_RECORD} FROM hooks{clause} ORDER BY id "
                                 "LIMIT ? OFFSET ?", [*params, per_page, page * per_page])
         return total, [_to_hook(row) for row in rows]
 
-    def update(self, hook_id: str, data: dict) -> dict:
-        """Change any of name, script, enabled, dependencies; the trigger never changes."""
+    def update(self, hook_id: str, data: dict,
+               if_match: Callable[[str, str], None] | None = None) -> dict:
+        """Change any of name, script, enabled, dependencies; the trigger never changes.
+
+        `if_match(etag, updated_at)`: a condition on the hook's current ETag (an If-Match
+        header), which raises to refuse the update; it is checked after the 404 and the 400s,
+        within the write's transaction, so that nothing changes when it fails.
+        """
         if isinstance(data, dict) and "triggerId" in data:
             raise ValidationError("Invalid hook", ["triggerId cannot be changed (the entry "
                                                    "function depends on it); create a new "
@@ -199,16 +210,31 @@ class HookStore:
             changes["dependencies_status"] = INSTALLING if dependencies else READY
         now = utc_now()
         with self.store.transaction() as db:
+            if if_match is not None:
+                # Read here, where no other save can come in between (the transaction holds
+                # the write lock from its start): one made since get() fails the condition.
+                current = db.execute("SELECT id, version, updated_at FROM hooks WHERE id = ?",
+                                     (hook_id,)).fetchone()
+                if current is None:
+                    raise NotFound("Hook not found.", error_code="inexistent_hook")
+                if_match(etag(current), current["updated_at"])
             if "name" in changes and changes["name"] != hook["name"]:
                 self._check_name_free(db, changes["name"])
             if changes.get("enabled"):  # even if it was enabled when read: another may be now
                 _disable_others(db, hook["triggerId"], hook_id, now)
-            # Only the sent fields are written, so concurrent edits of others are kept.
+            # Only the sent fields are written, so concurrent edits of others are kept. The
+            # version and updated_at move only when a sent field differs from the stored one
+            # (SET reads the row as it was), so a save of the same values keeps the ETag.
             columns = {"dependencies": json.dumps, "enabled": int}
-            assignments = ", ".join(f"{key} = ?" for key in changes)
+            values = {key: columns.get(key, str)(value) for key, value in changes.items()}
+            edited = [key for key in changes if key in UPDATABLE]
+            differs = " OR ".join(f"{key} IS NOT ?" for key in edited) or "0"
             cursor = db.execute(
-                f"UPDATE hooks SET {assignments}, updated_at = ? WHERE id = ?",
-                [*(columns.get(k, str)(v) for k, v in changes.items()), now, hook_id])
+                f"UPDATE hooks SET {', '.join(f'{key} = ?' for key in changes)}, "
+                f"updated_at = CASE WHEN {differs} THEN ? ELSE updated_at END, "
+                f"version = version + ({differs}) WHERE id = ?",
+                [*values.values(), *(values[key] for key in edited), now,
+                 *(values[key] for key in edited), hook_id])
             if cursor.rowcount == 0:  # deleted by another request since get()
                 raise NotFound("Hook not found.", error_code="inexistent_hook")
         return self.get(hook_id)
@@ -222,7 +248,7 @@ class HookStore:
 
     def enabled_for(self, trigger_id: str) -> dict | None:
         """The one enabled hook of a trigger, or None."""
-        row = self.store.query_one(f"SELECT {_COLUMNS}, {_STATE} FROM hooks WHERE "
+        row = self.store.query_one(f"SELECT {_RECORD} FROM hooks WHERE "
                                    "trigger_id = ? AND enabled = 1", (trigger_id,))
         return None if row is None else _to_hook(row)
 
@@ -276,16 +302,25 @@ class HookStore:
                            error_code="hook_conflict")
 
 
+def etag(hook: dict) -> str:
+    """The hook's entity tag, a strong validator: `"<id>.<version>"`. It changes with every
+    save that changes the hook, and never names another hook's state."""
+    return f'"{hook["id"]}.{hook["version"]}"'
+
+
 def _disable_others(db, trigger_id: str, hook_id: str, now: str) -> None:
     # Same transaction as the enable: the partial unique index hooks_one_enabled would refuse
     # a second enabled hook, and no reader ever sees two (or, mid-switch, none committed).
-    db.execute("UPDATE hooks SET enabled = 0, updated_at = ? WHERE trigger_id = ? "
-               "AND enabled = 1 AND id != ?", (now, trigger_id, hook_id))
+    # Being disabled is a change of the hook: an editor that loaded it enabled must reload.
+    db.execute("UPDATE hooks SET enabled = 0, updated_at = ?, version = version + 1 "
+               "WHERE trigger_id = ? AND enabled = 1 AND id != ?", (now, trigger_id, hook_id))
 
 
 def _to_hook(row) -> dict:
+    """The hook's FIELDS (its API representation), then its `version`, which the API shows
+    only in its ETag."""
     return {"id": row["id"], "name": row["name"], "script": row["script"],
             "triggerId": row["trigger_id"], "enabled": bool(row["enabled"]),
             "dependencies": json.loads(row["dependencies"]),
             "dependencies_status": row["dependencies_status"],
-            "dependencies_error": row["dependencies_error"]}
+            "dependencies_error": row["dependencies_error"], "version": row["version"]}

@@ -55,9 +55,8 @@ class ScriptMetadata:
         entry = re.compile(rf"#\s*{re.escape(key)}\s*=")
         for at, text in enumerate(self.block_lines):
             if entry.match(text):
-                later = [i for i, rest in enumerate(self.block_lines[at:], at)
-                         if mention and mention.search(rest)]
-                return self.line + (later[0] if later else at)
+                return self.line + next((i for i, rest in enumerate(self.block_lines[at:], at)
+                                         if mention and mention.search(rest)), at)
         return self.line
 
 

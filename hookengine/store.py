@@ -228,6 +228,12 @@ MIGRATIONS = (
         expires_at REAL NOT NULL
     );
     """,
+    """
+    -- A hook's version, counted up by every save that changes its name, script, enabled state
+    -- or dependencies (the installer's progress does not): its ETag, which PATCH's If-Match
+    -- is compared with. updated_at cannot serve: two saves within its millisecond share it.
+    ALTER TABLE hooks ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+    """,
 )
 
 

@@ -98,6 +98,18 @@ def test_a_trigger_mismatch_is_on_the_blocks_trigger_line(client, headers):
     assert [(p["line"], p["source"]) for p in result["problems"]] == [(1, "compile")]
 
 
+def test_block_problems_are_on_the_blocks_lines(client, headers):
+    script = "# a hook\n" + block("[tool.hookengine]", "secrets = [", '  "GOOD",',
+                                   '  "bad name",', "]") + SMS
+    assert [(p["line"], p["source"]) for p in check(client, headers, script=script)["problems"]
+            ] == [(6, "metadata")]
+    # A problem whose text names a line (the block's first) is on that line.
+    broken = "# a hook\n" + block("dependencies = [") + SMS
+    (problem,) = check(client, headers, script=broken)["problems"]
+    assert (problem["line"], problem["source"]) == (2, "metadata")
+    assert problem["message"].startswith("Line 2: the '# /// script' block is not valid TOML")
+
+
 def test_an_unknown_trigger_in_the_block_is_a_problem(client, headers):
     script = block("[tool.hookengine]", 'trigger = "sms"') + SMS
     result = check(client, headers, script=script)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, url_for
 
 from hookengine.api import schemas
-from hookengine.api.routes import engine, json_body, paginate, query_args, route
-from hookengine.hooks import FIELDS
+from hookengine.api.routes import engine, if_match, json_body, paginate, query_args, route
+from hookengine.hooks import FIELDS, etag
 
 bp = Blueprint("hooks", __name__, url_prefix="/api/v2")
 
@@ -23,12 +23,15 @@ def get_hooks():
 
 
 @route(bp, "/hooks", "POST", summary="Create a hook", scope="create:hooks", status=201,
-       body=schemas.HOOK_CREATE, response=schemas.HOOK, errors=(409,))
+       body=schemas.HOOK_CREATE, response=schemas.HOOK, errors=(409,),
+       response_headers=schemas.ETAG)
 def create_hook():
-    """Create a hook; 201 with its Location. Its dependencies install in the background."""
+    """Create a hook; 201 with its Location and ETag. Its dependencies install in the
+    background."""
     hook = engine().hooks.create(json_body())  # the store checks it against HOOK_CREATE
     hook = engine().installer.schedule(hook)
-    return hook, 201, {"Location": url_for(".get_hook", id=hook["id"])}
+    return _shown(hook), 201, {"Location": url_for(".get_hook", id=hook["id"]),
+                               "ETag": etag(hook)}
 
 
 @route(bp, "/hooks/check", "POST", summary="Check a script without saving it",
@@ -41,21 +44,24 @@ def check_hook():
 
 
 @route(bp, "/hooks/<hook_id:id>", "GET", summary="Get a hook", scope="read:hooks",
-       response=schemas.HOOK, query=schemas.FIELDS_QUERY)
+       response=schemas.HOOK, query=schemas.FIELDS_QUERY, response_headers=schemas.ETAG)
 def get_hook(id):
-    """Return one hook."""
-    return _select_fields([engine().hooks.get(id)])[0]
+    """Return one hook, and its ETag (what PATCH's If-Match names)."""
+    hook = engine().hooks.get(id)
+    return _select_fields([hook])[0], {"ETag": etag(hook)}
 
 
 @route(bp, "/hooks/<hook_id:id>", "PATCH", summary="Update a hook", scope="update:hooks",
-       body=schemas.HOOK_UPDATE, response=schemas.HOOK, errors=(409,))
+       body=schemas.HOOK_UPDATE, response=schemas.HOOK, errors=(409, 412),
+       headers=schemas.IF_MATCH, response_headers=schemas.ETAG)
 def update_hook(id):
-    """Change a hook's name, script, enabled state or dependencies."""
+    """Change a hook's name, script, enabled state or dependencies; with If-Match, only if
+    the hook is still the version the client loaded (412 otherwise)."""
     body = json_body()
-    hook = engine().hooks.update(id, body)  # checked against HOOK_UPDATE
+    hook = engine().hooks.update(id, body, if_match("hook"))  # checked against HOOK_UPDATE
     if "script" in body or "dependencies" in body:  # its dependencies may have changed
         hook = engine().installer.schedule(hook)
-    return hook
+    return _shown(hook), {"ETag": etag(hook)}
 
 
 @route(bp, "/hooks/<id>/lockfile", "GET", summary="How a hook's dependencies are installed",
@@ -83,6 +89,11 @@ def _select_fields(hooks: list[dict]) -> list[dict]:
     query = query_args()
     names = [name.strip(" ") for name in (query["fields"] or "").split(",") if name.strip(" ")]
     if not names:
-        return hooks
+        return [_shown(hook) for hook in hooks]
     keep = [name for name in FIELDS if (name in names) == query["include_fields"]]
     return [{name: hook[name] for name in keep} for hook in hooks]
+
+
+def _shown(hook: dict) -> dict:
+    """A stored hook as Auth0's API shows it: its FIELDS (the version is in the ETag)."""
+    return {name: hook[name] for name in FIELDS}

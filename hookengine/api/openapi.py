@@ -73,12 +73,13 @@ def _scopes(scope: str | tuple[str, ...] | None) -> tuple[str, ...]:
 def _parameters(operation: Operation, path: str) -> list[dict]:
     parameters = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
                   for name in re.findall(r"{([^{}]+)}", path)]
-    for name, schema in operation.query.items():
-        schema = dict(schema)
-        parameter = {"name": name, "in": "query", "required": False}
-        if "description" in schema:
-            parameter["description"] = schema.pop("description")
-        parameters.append({**parameter, "schema": schema})
+    for where, declared in (("query", operation.query), ("header", operation.headers)):
+        for name, schema in declared.items():
+            schema = dict(schema)
+            parameter = {"name": name, "in": where, "required": False}
+            if "description" in schema:
+                parameter["description"] = schema.pop("description")
+            parameters.append({**parameter, "schema": schema})
     return parameters
 
 
@@ -90,11 +91,23 @@ def _responses(operation: Operation) -> dict:
         success.setdefault("content", {})["text/event-stream"] = {"schema": {
             "type": "string", "description": "Server-Sent Events: `event: log` with one log "
                                             "line as JSON in `data`; comment lines as heartbeat."}}
+    if operation.response_headers:
+        success["headers"] = {name: _header(schema)
+                              for name, schema in operation.response_headers.items()}
     responses = {str(operation.status): success}
     for status in operation.errors:
         responses[str(status)] = {"description": HTTPStatus(status).phrase,
                                   "content": {"application/json": {"schema": ERROR_REF}}}
     return responses
+
+
+def _header(schema: dict) -> dict:
+    """A response header's OpenAPI object: always sent, described as its schema says."""
+    schema = dict(schema)
+    header = {"required": True}
+    if "description" in schema:
+        header["description"] = schema.pop("description")
+    return {**header, "schema": schema}
 
 
 def _operation_id(method: str, path: str) -> str:

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from flask import current_app, g, request
 from werkzeug.routing import BaseConverter
 
 from hookengine.auth import require_scope
-from hookengine.errors import BadRequest, InvalidQuery, UnsupportedMediaType, ValidationError
+from hookengine.errors import (BadRequest, InvalidQuery, PreconditionFailed,
+                               UnsupportedMediaType, ValidationError)
 from hookengine.validation import matches, schema_problems
 
 # Largest `page`: page * per_page must fit SQLite's 64-bit OFFSET (and a JavaScript number).
@@ -41,6 +43,8 @@ class Operation:
     errors: tuple[int, ...] = ()  # every error status it can answer (see error_statuses)
     content_type: str = "application/json"
     event_stream: bool = False
+    headers: dict = field(default_factory=dict)  # request headers it reads: {name: schema}
+    response_headers: dict = field(default_factory=dict)  # on success: {name: schema}
 
 
 OPERATIONS: list[Operation] = []
@@ -50,12 +54,16 @@ def route(blueprint, rule: str, method: str, *, summary: str,
           scope: str | tuple[str, ...] | None,
           status: int = 200, body: dict | None = None, response: dict | None = None,
           query: dict | None = None, tag: str = "hooks", errors: tuple[int, ...] = (),
-          content_type: str = "application/json", event_stream: bool = False):
+          content_type: str = "application/json", event_stream: bool = False,
+          headers: dict | None = None, response_headers: dict | None = None):
     """Register `view` on `blueprint` for `method rule`, guarded by `scope`, and document it.
 
     `event_stream`: the success response may also be text/event-stream (Server-Sent Events).
     `errors`: error statuses the view itself may answer besides those `error_statuses`
     derives from the declaration (409 for a name taken, say).
+    `headers`, `response_headers`: {name: schema} of the optional request headers the view
+    reads itself (If-Match) and of the headers its success answer carries (ETag); documented
+    only.
     """
     query = query or {}
     for name, schema in query.items():
@@ -72,7 +80,8 @@ def route(blueprint, rule: str, method: str, *, summary: str,
             path=(blueprint.url_prefix or "") + rule, method=method.lower(), scope=scope,
             summary=summary, status=status, body=body, response=response,
             query=query, tag=tag, content_type=content_type, event_stream=event_stream,
-            errors=error_statuses(rule, scope, body, event_stream, errors)))
+            errors=error_statuses(rule, scope, body, event_stream, errors),
+            headers=headers or {}, response_headers=response_headers or {}))
         return guarded
     return decorator
 
@@ -168,6 +177,44 @@ def header_value(name: str, schema: dict):
     if problem:
         raise BadRequest(problem)
     return value
+
+
+# RFC 9110's entity-tag (a weak one never matches If-Match, but is well formed) and a list of
+# them; an entity tag may hold commas, so the list is read with the tag's own pattern.
+_ENTITY_TAG = r'(?:W/)?"[\x21\x23-\x7e\x80-\xff]*"'
+_ENTITY_TAGS = re.compile(rf"[ \t]*{_ENTITY_TAG}(?:[ \t]*,[ \t]*{_ENTITY_TAG})*[ \t]*")
+
+
+def if_match(what: str) -> Callable[[str, str], None] | None:
+    """The request's If-Match as a check of `what`'s current state: None without the header,
+    else check(etag, changed_at), which raises 412 unless the header names that ETag or is *.
+
+    A header that is neither * nor entity tags fails the check too (RFC 9110 has no 400 for
+    it: a change must not be applied on a condition the server could not read). The caller
+    checks after its own 404 and 400, and where no other change can come in between.
+    """
+    raw = request.headers.get("If-Match")
+    if raw is None:
+        return None
+    if raw.strip(" \t") == "*":
+        tags = ["*"]
+    elif _ENTITY_TAGS.fullmatch(raw):
+        tags = re.findall(_ENTITY_TAG, raw)
+    else:
+        tags = None
+    shown = repr(raw) if len(raw) <= 60 else repr(raw[:60]) + "..."
+
+    def check(etag: str, changed_at: str) -> None:
+        if tags is None:
+            raise PreconditionFailed(
+                f"If-Match must be * or entity tags in double quotes, as the ETag header gives "
+                f"them (got {shown}); send the ETag of the {what} you loaded as it came, or "
+                "leave If-Match out to overwrite whatever is there.")
+        if "*" not in tags and etag not in tags:
+            raise PreconditionFailed(
+                f"The {what} was changed since you loaded it (at {changed_at}); reload it to "
+                "see the change, or send the update again without If-Match to overwrite it.")
+    return check
 
 
 _HUGE = object()  # an integer too long to be in any range: not converted at all

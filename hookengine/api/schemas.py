@@ -87,6 +87,17 @@ def paged(items: dict, key: str) -> dict:
 
 HOOK_LIST = paged(HOOK, "hooks")
 
+# Optimistic concurrency on a hook's saves (hookengine.hooks.etag).
+ETAG = {"ETag": {"type": "string", "pattern": r'^"[^"]*"$',
+                 "description": "The hook's version, a strong entity tag; it changes with every "
+                                "save that changes the hook (not when its dependencies finish "
+                                "installing). Send it back in If-Match."}}
+IF_MATCH = {"If-Match": {"type": "string",
+                         "description": "Update only if the hook is still at this ETag (one of "
+                                        "several, comma-separated; * for any): else 412 and "
+                                        "nothing changes. Without it, the update always "
+                                        "applies."}}
+
 # No maxProperties here: the per-hook limit is the setting MAX_SECRETS (20, as Auth0), which
 # the secret store enforces with a message that counts the existing secrets too.
 SECRETS_SET = {
