@@ -27,7 +27,15 @@ def check(client, headers, **body) -> dict:
 
 def test_a_script_that_would_save_has_no_problems(client, headers):
     assert check(client, headers, script=SMS, triggerId="send-phone-message") == {
-        "problems": [], "triggerId": "send-phone-message"}
+        "problems": [], "triggerId": "send-phone-message",
+        "declared": {"secrets": [], "optional_secrets": [], "dependencies": {}}}
+
+
+def test_the_check_says_what_the_block_declares(client, headers):
+    block = ('# /// script\n# dependencies = ["twilio==9.13.0"]\n# [tool.hookengine]\n'
+             '# secrets = ["SID"]\n# optional_secrets = ["FROM"]\n# ///\n')
+    assert check(client, headers, script=block + SMS)["declared"] == {
+        "secrets": ["SID"], "optional_secrets": ["FROM"], "dependencies": {"twilio": "==9.13.0"}}
 
 
 def test_a_syntax_error_has_its_line_and_column(client, headers):

@@ -7,6 +7,7 @@ from flask import Blueprint, url_for
 from hookengine.api import schemas
 from hookengine.api.routes import engine, if_match, json_body, paginate, query_args, route
 from hookengine.hooks import FIELDS, etag
+from hookengine.scripts import parse_metadata
 
 bp = Blueprint("hooks", __name__, url_prefix="/api/v2")
 
@@ -39,8 +40,13 @@ def create_hook():
        response=schemas.HOOK_CHECK_RESULT)
 def check_hook():
     """List what saving a script would be refused for (200 either way); nothing is saved."""
-    trigger_id, problems = engine().hooks.check(json_body())  # checked against HOOK_CHECK
-    return {"problems": [problem.to_dict() for problem in problems], "triggerId": trigger_id}
+    body = json_body()
+    trigger_id, problems = engine().hooks.check(body)  # checked against HOOK_CHECK
+    metadata, _ = parse_metadata(body["script"])
+    return {"problems": [problem.to_dict() for problem in problems], "triggerId": trigger_id,
+            "declared": {"secrets": metadata.secrets,
+                         "optional_secrets": metadata.optional_secrets,
+                         "dependencies": metadata.dependencies}}
 
 
 @route(bp, "/hooks/<hook_id:id>", "GET", summary="Get a hook", scope="read:hooks",

@@ -51,7 +51,7 @@ PROBLEM = {
 HOOK_CHECK_RESULT = {
     "type": "object",
     "additionalProperties": False,
-    "required": ["problems", "triggerId"],
+    "required": ["problems", "triggerId", "declared"],
     "properties": {
         "problems": {"type": "array", "items": PROBLEM,
                      "description": "Every problem a save would be refused for; empty: the "
@@ -59,6 +59,13 @@ HOOK_CHECK_RESULT = {
         "triggerId": {"type": ["string", "null"], "enum": [*TRIGGERS, None],
                       "description": "The trigger the script was checked for: the one sent, "
                                      "else the script's own; null when that cannot be told."},
+        "declared": {"type": "object", "description": "What the script's PEP 723 block "
+                     "declares (empty lists when it has none), for the editor's panels.",
+                     "properties": {
+                         "secrets": {"type": "array", "items": {"type": "string"}},
+                         "optional_secrets": {"type": "array", "items": {"type": "string"}},
+                         "dependencies": {"type": "object",
+                                          "additionalProperties": {"type": "string"}}}},
     },
 }
 LOCKFILE = {"type": "object", "properties": {

@@ -109,6 +109,14 @@ def test_a_secret_is_masked_and_stays_masked_after_a_reload(hook, signed_in):
     assert secrets == {"API_KEY": "_VALUE_NOT_SHOWN_"}
 
 
+def test_a_declared_secret_that_is_not_set_is_flagged(hook, signed_in):
+    block = ('# /// script\n# [tool.hookengine]\n# trigger = "post-user-registration"\n'
+             '# secrets = ["WEBHOOK_URL"]\n# ///\n')
+    set_code(signed_in, block + SCRIPT)
+    row = signed_in.wait_text("#secrets-rows", "WEBHOOK_URL")
+    assert "not set (declared by the script)" in row.text
+
+
 def test_a_run_made_through_the_api_appears_in_the_live_tail(hook, signed_in):
     signed_in.find("#tab-logs").click()
     signed_in.wait_text("#tail-state", "connected")
