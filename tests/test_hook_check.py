@@ -107,10 +107,10 @@ def test_a_trigger_mismatch_is_on_the_blocks_trigger_line(client, headers):
 
 
 def test_block_problems_are_on_the_blocks_lines(client, headers):
-    script = "# a hook\n" + block("[tool.hookengine]", "secrets = [", '  "GOOD",',
-                                   '  "bad name",', "]") + SMS
-    assert [(p["line"], p["source"]) for p in check(client, headers, script=script)["problems"]
-            ] == [(6, "metadata")]
+    secrets = block("[tool.hookengine]", "secrets = [", '  "GOOD",', '  "bad name",', "]")
+    script = "# a hook\n" + secrets + SMS
+    problems = check(client, headers, script=script)["problems"]
+    assert [(p["line"], p["source"]) for p in problems] == [(6, "metadata")]
     # A problem whose text names a line (the block's first) is on that line.
     broken = "# a hook\n" + block("dependencies = [") + SMS
     (problem,) = check(client, headers, script=broken)["problems"]
