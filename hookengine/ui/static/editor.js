@@ -53,6 +53,10 @@ function changed(script) {
 
 // The sandbox's compile, metadata and dependency rules, applied to the draft without saving.
 async function check() {
+  if (!can("create:hooks") && !can("update:hooks")) {
+    $("#problems-count").textContent = "Not checked: the session cannot edit hooks";
+    return;
+  }
   const seq = ++state.checkSeq;
   try {
     const { data } = await api("POST", "/hooks/check", { script: cm.getText(code), triggerId: state.hook.triggerId });
