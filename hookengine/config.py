@@ -200,6 +200,10 @@ SETTINGS = (
             "A web editor session unused this long ends (sign in again)."),
     Setting("SESSION_MAX_HOURS", 12, as_int,
             "A web editor session ends this long after sign-in, used or not."),
+    Setting("TRUSTED_PROXY", "", as_str,
+            "Address of the reverse proxy in front of the engine (e.g. 127.0.0.1): its "
+            "X-Forwarded-Proto and -Host are believed, so behind TLS the web editor's cookie "
+            "is Secure and pages' Origin is https://. Empty: no proxy is trusted."),
     Setting("SERVER_THREADS", 16, as_int, "Worker threads of the WSGI server."),
     Setting("LOG_LEVEL", "INFO", as_str, "Engine log level (the engine's own log, not hooks')."),
 )

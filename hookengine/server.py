@@ -39,4 +39,15 @@ def make_server(app, host: str, port: int):
         # seen at once (environ["waitress.client_disconnected"]): a closed live log stream
         # frees its thread now, not at its next heartbeat.
         channel_request_lookahead=1,
+        **_proxy(settings["TRUSTED_PROXY"]),
     )
+
+
+def _proxy(address: str) -> dict:
+    """Believe the proxy's scheme and host (the web editor compares a page's Origin with
+    them, and marks its cookie Secure under TLS); without one, no forwarded header counts."""
+    if not address:
+        return {}
+    return {"trusted_proxy": address, "trusted_proxy_count": 1,
+            "trusted_proxy_headers": {"x-forwarded-proto", "x-forwarded-host",
+                                      "x-forwarded-for"}}

@@ -187,3 +187,26 @@ def test_our_scripts_never_write_html(client):
         for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write",
                      "eval(", "new Function"):
             assert sink not in source, f"{module.name} uses {sink}"
+
+
+def test_behind_a_trusted_tls_proxy_the_cookie_is_secure_and_https_pages_may_change(tmp_path):
+    import requests
+    from serverprocess import ServerProcess
+
+    server = ServerProcess(tmp_path / "data", TRUSTED_PROXY="127.0.0.1",
+                           LOG_LEVEL="WARNING").start()
+    try:
+        proxied = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "hooks.example.com",
+                   "Origin": "https://hooks.example.com"}
+        response = requests.post(f"{server.base}/ui/sign-in", data={"token": server.token},
+                                 headers=proxied, allow_redirects=False, timeout=30)
+        cookie = response.headers["Set-Cookie"]
+        assert cookie.startswith("__Host-hookengine_session=") and "Secure" in cookie
+        session = {**proxied, "Cookie": cookie.split(";")[0]}
+        page = requests.get(f"{server.base}/ui/", headers=session, timeout=30)
+        csrf = re.search(r'name="csrf-token" content="([^"]+)"', page.text).group(1)
+        answer = requests.post(f"{server.api}/hooks", json={}, timeout=30,
+                               headers={**session, "X-CSRF-Token": csrf})
+        assert answer.status_code == 400  # past the Origin check, to the body's own problems
+    finally:
+        server.terminate()
