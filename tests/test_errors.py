@@ -63,7 +63,8 @@ def test_a_body_at_the_limit_is_read(client, auth, engine):
 def test_unknown_route_is_404_json(client):
     body = assert_error(client.get("/api/v2/nothing-here"), 404, "inexistent_resource")
     assert "/api/v2" in body["message"]
-    assert_error(client.get("/"), 404, "inexistent_resource")
+    assert_error(client.get("/nothing-here"), 404, "inexistent_resource")
+    assert client.get("/").location == "/ui/"  # the root is the web editor's
 
 
 def test_wrong_method_is_405_json_with_allow(client, auth):
