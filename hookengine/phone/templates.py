@@ -48,7 +48,17 @@ DEFAULT_BODIES = {
     "password_breach": {"text": _BREACH, "voice": _BREACH},
 }
 
-_ENVIRONMENT = Environment()
+class _Environment(Environment):
+    # Limits on what one render may do. A template is the operator's, but a slip such as
+    # (1..99999999) or a doubling {% assign %} in a loop would hold a server thread for
+    # minutes and gigabytes, in a delivery or in the editor's live preview. An SMS is at
+    # most 1,600 characters at Twilio, and a body at most 20,000: these never get in the way.
+    loop_iteration_limit = 10_000
+    output_stream_limit = 100_000
+    local_namespace_limit = 100_000
+
+
+_ENVIRONMENT = _Environment()
 
 
 def liquid_problems(where: str, source: str) -> list[str]:
