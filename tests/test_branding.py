@@ -6,6 +6,7 @@ import pytest
 
 from hookengine import branding
 from hookengine.api import branding as branding_api
+from hookengine.phone import templates
 
 PROVIDERS = "/api/v2/branding/phone/providers"
 TEMPLATES = "/api/v2/branding/phone/templates"
@@ -240,14 +241,17 @@ def test_bad_templates_are_refused_naming_the_problem(client, headers, body, pro
     assert problem in response.json["message"]
 
 
-@pytest.mark.parametrize("body, problem", [
+LIQUID_MISTAKES = [
     ("{% if code %}{{ code }}", "content/body/text: expected tag endif, found end of "
                                 "expression (line 1, column 24)"),
     ("Your code\nis {{ code | shout }}", "content/body/text: unknown filter 'shout' "
                                          "(line 2, column 14)"),
     ("{{ code", "content/body/text: expected '}}', found end of file (line 1, column 1)"),
     ("{% frobnicate %}", "content/body/text: unexpected tag 'frobnicate' (line 1, column 4)"),
-])
+]
+
+
+@pytest.mark.parametrize("body, problem", LIQUID_MISTAKES)
 def test_liquid_errors_are_refused_with_their_position(client, headers, template, body,
                                                        problem):
     for method, url, sent in (
@@ -300,6 +304,79 @@ def test_template_delete_returns_the_type_to_its_default(client, headers, templa
     assert client.patch(f"{url}/reset", headers=headers).status_code == 404
     assert client.get(TEMPLATES, headers=headers).json["templates"][0] == \
         branding.default_template("otp_verify")
+
+
+# --- preview -------------------------------------------------------------------------------
+
+PREVIEW = "/api/v2/branding/phone/template-preview"
+
+
+def test_preview_renders_each_part_as_it_would_be_sent_and_sends_nothing(client, engine,
+                                                                          headers, sent):
+    client.patch("/api/v2/tenants/settings", json={"friendly_name": "Acme"}, headers=headers)
+    response = client.post(PREVIEW, headers=headers, json={
+        "content": {"from": "", "body": branding.DEFAULT_BODIES["otp_verify"]}})
+    assert response.status_code == 200, response.json
+    assert response.json == {
+        "body": {"text": "123456 is your verification code for Acme",
+                 "voice": "Hello. Your verification code for Acme is [pause] 1.2.3.4.5.6. "
+                          "I repeat, your verification code is [pause] 1.2.3.4.5.6"},
+        "problems": [], "sample": {**templates.SAMPLE, "friendly_name": "Acme"}}
+    assert [t for t in client.get(TEMPLATES, headers=headers).json["templates"]
+            if "id" in t] == []
+    assert sent == [] and engine.logs.search("")[0] == 0
+    assert client.get("/api/v2/guardian/factors/phone/dev-outbox", headers=headers).json == []
+
+
+def test_preview_renders_the_sample_user(client, headers):
+    response = client.post(PREVIEW, headers=headers, json={
+        "content": {"body": {"text": branding.DEFAULT_BODIES["blocked_account"]["text"]}}})
+    assert response.json["body"]["text"].startswith(
+        "We detected suspicious activity on your account from the ip 203.0.113.7 from Paris, "
+        "France.")
+
+
+@pytest.mark.parametrize("body, problem", LIQUID_MISTAKES)
+def test_preview_finds_what_a_save_refuses_and_renders_the_other_part(client, headers, body,
+                                                                      problem):
+    content = {"body": {"text": body, "voice": "Your code is {{ pause }} {{ code }}"}}
+    refused = client.post(TEMPLATES, json={"type": "otp_verify", "content": content},
+                          headers=headers)
+    response = client.post(PREVIEW, json={"content": content}, headers=headers)
+    assert response.status_code == 200
+    assert response.json["problems"] == refused.json["errors"] == [problem]
+    assert response.json["body"] == {"text": None,
+                                     "voice": "Your code is [pause] 1.2.3.4.5.6"}
+
+
+def test_preview_reports_what_only_rendering_finds(client, headers):
+    content = {"body": {"text": "{{ code }}\n{% for i in (1..99999999) %}.{% endfor %}"}}
+    response = client.post(PREVIEW, json={"content": content}, headers=headers)
+    assert response.json["problems"] == [
+        "content/body/text: loop iteration limit reached (line 2, column 4)"]
+    assert response.json["body"] == {"text": None}
+
+
+@pytest.mark.parametrize("body, problem", [
+    ({}, "'content' is a required property"),
+    ({"content": {"body": {"sms": "x"}}}, "'sms' was unexpected"),
+    ({"content": {"body": {"text": ""}}}, "should be non-empty"),
+    ({"content": {"body": {"text": "x"}}, "type": "otp_verify"}, "'type' was unexpected"),
+])
+def test_preview_takes_a_template_content(client, headers, body, problem):
+    response = client.post(PREVIEW, json=body, headers=headers)
+    assert response.status_code == 400
+    assert problem in " ".join(response.json["errors"])
+
+
+def test_preview_needs_either_templates_reading_scope(client, auth):
+    body = {"content": {"body": {"text": "{{ code }}"}}}
+    for scope in ("read:phone_templates", "read:guardian_factors"):
+        assert client.post(PREVIEW, json=body, headers=auth(scope)).status_code == 200
+    refused = client.post(PREVIEW, json=body, headers=auth("read:hooks"))
+    assert refused.status_code == 403
+    assert refused.json["message"] == ("Insufficient scope; expected any of: "
+                                       "read:phone_templates, read:guardian_factors.")
 
 
 # --- test sends -----------------------------------------------------------------------------

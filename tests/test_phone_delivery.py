@@ -11,7 +11,7 @@ from hookengine.phone.delivery import Delivery, DeliveryConfig, config_from
 from hookengine.phone.idempotency import KEEP_SECONDS, STALE_CLAIM_SECONDS, IdempotencyKeys
 from hookengine.phone.providers import DevOutbox
 from hookengine.phone.ratelimit import Buckets
-from hookengine.phone.templates import PAUSE, render, variables
+from hookengine.phone.templates import PAUSE, TemplateError, render, variables
 
 DELIVERIES = "/api/v2/guardian/factors/phone/deliveries"
 OUTBOX = "/api/v2/guardian/factors/phone/dev-outbox"
@@ -377,6 +377,17 @@ def test_templates_have_both_dialects_variables():
                   "{{user.user_id}} {{message_type}}{{pause}}", values)
     assert text == f"Acme/Acme/Acme 4.3.2.1 es-AR es-AR es-AR Ana u1 voice{PAUSE}"
 
+
+
+@pytest.mark.parametrize("source", [
+    "{% for i in (1..99999999) %}x{% endfor %}",
+    "{% for i in (1..5000) %}{{ '012345678901234567890123456789' }}{% endfor %}",
+    '{% assign s = "x" %}{% for i in (1..40) %}{% assign s = s | append: s %}{% endfor %}{{ s }}',
+], ids=["iterations", "output", "assign"])
+def test_a_runaway_template_fails_at_once(source):
+    """Unbounded, these run for minutes (the first) or take gigabytes (the last)."""
+    with pytest.raises(TemplateError, match="limit reached"):
+        render(source, {})
 
 def test_delivery_takes_a_configuration_and_a_clock(engine, logs):
     """The pipeline is usable without HTTP (config_from feeds it the same way)."""

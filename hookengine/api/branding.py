@@ -8,12 +8,15 @@ from flask import Blueprint, url_for
 from hookengine import branding
 from hookengine.api.routes import engine, json_body, query_args, route
 from hookengine.errors import BadRequest, Conflict
+from hookengine.phone import templates
 from hookengine.phone.delivery import Delivery, config_from
 
 bp = Blueprint("branding", __name__, url_prefix="/api/v2")
 
 PROVIDERS = "/branding/phone/providers"
 TEMPLATES = "/branding/phone/templates"
+# Not under /templates/: that path would also be /templates/{id} with the id "preview".
+TEMPLATE_PREVIEW = "/branding/phone/template-preview"
 # A delivery method of UPE is a message type of the Guardian phone factor.
 MESSAGE_TYPES = {"text": "sms", "voice": "voice"}
 SENT = {"code": 202, "message": "Test notification successfully sent for processing"}
@@ -38,6 +41,25 @@ PROVIDER_LIST = {"type": "object", "properties": {
     "providers": {"type": "array", "items": branding.PROVIDER}}}
 TEMPLATE_LIST = {"type": "object", "properties": {
     "templates": {"type": "array", "items": branding.TEMPLATE}}}
+PREVIEW_BODY = {
+    "type": "object", "additionalProperties": False, "required": ["content"],
+    "properties": {"content": branding.TEMPLATE_CONTENT},
+    "examples": [{"content": {"body": {"text": "{{ code }} is your code for {{ friendly_name }}",
+                                       "voice": "Your code is {{ pause }} {{ code }}"}}}],
+}
+_SHOWN = {"type": ["string", "null"], "description": "null when the part has problems."}
+PREVIEW = {
+    "type": "object", "additionalProperties": False, "required": ["body", "problems", "sample"],
+    "properties": {
+        "body": {"type": "object", "additionalProperties": False,
+                 "properties": {"text": {**_SHOWN, "description": "The SMS, without pauses."},
+                                "voice": {**_SHOWN, "description": "The call's words, "
+                                          f"{templates.PAUSE_SHOWN} where it pauses."}}},
+        "problems": {"type": "array", "items": {"type": "string"},
+                     "description": "What a save would refuse, and what rendering found."},
+        "sample": {"type": "object", "description": "The values rendered with: code, "
+                   "language, user, and the tenant's friendly_name."}},
+}
 
 
 def deliver_test(engine, recipient: str, message_type: str, provider: dict,
@@ -142,6 +164,21 @@ def delete_phone_template(id):
     """Delete the template: its type goes back to the default."""
     engine().branding.delete_template(id)
     return "", 204
+
+
+# hookengine's own (Auth0 has no such route); its scope lets the Guardian templates' editor use
+# it too, since their Liquid and variables are the same.
+@route(bp, TEMPLATE_PREVIEW, "POST", summary="Render a template's content without sending",
+       scope=("read:phone_templates", "read:guardian_factors"), body=PREVIEW_BODY,
+       response=PREVIEW, tag="branding")
+def preview_phone_template():
+    """Render each part of `content.body` as a delivery would, with sample values; Liquid
+    problems are answered as data (200), for an editor to show while the user types."""
+    content = json_body(PREVIEW_BODY)["content"]
+    friendly_name = engine().phoneconfig.tenant().get("friendly_name") or ""
+    body, problems = templates.preview(content.get("body", {}), friendly_name)
+    return {"body": body, "problems": problems,
+            "sample": {**templates.SAMPLE, "friendly_name": friendly_name}}
 
 
 # No body schema: the SDK sends {} and Auth0 ignores what is sent.

@@ -3,7 +3,6 @@ send-phone-message hook."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 from xml.sax.saxutils import escape, quoteattr
@@ -11,7 +10,7 @@ from xml.sax.saxutils import escape, quoteattr
 from hookengine.clock import utc_now
 from hookengine.errors import HookEngineError
 from hookengine.phone.errors import DeliveryRefused, ProviderFailed
-from hookengine.phone.templates import PAUSE
+from hookengine.phone.templates import PAUSE, plain
 from hookengine.sandbox import EgressDenied, EgressGuard, EgressPolicy, Status
 
 # Auth0: "a maximum of 100 messages per tenant during the entire tenant lifetime".
@@ -41,11 +40,6 @@ class Sent:
 
     reference: str | None = None
     execution_id: str | None = None
-
-
-def plain(text: str) -> str:
-    """The text without its pause marks, for every channel that cannot pause."""
-    return re.sub(f" *{PAUSE} *", " ", text).strip()
 
 
 class DevOutbox:

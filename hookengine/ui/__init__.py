@@ -12,7 +12,9 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, redirect, render_template, request
 
+from hookengine import phoneconfig
 from hookengine.auth import check_origin, check_same_origin
+from hookengine.phone.providers import DEV_OUTBOX_CAP
 from hookengine.sandbox import Status
 from hookengine.sessions import cookie_name, session_cookie
 from hookengine.triggers import TRIGGERS
@@ -61,7 +63,9 @@ def editor_page(id):
 
 @bp.get("/phone")
 def phone_page():
-    return _page("phone.html")
+    # The Guardian messages' defaults, for Reset (the API has no route that gives them).
+    return _page("phone.html", guardianDefaults=phoneconfig.DEFAULT_TEMPLATES,
+                 outboxCap=DEV_OUTBOX_CAP)
 
 
 @bp.get("/static/<path:name>")
