@@ -109,6 +109,9 @@ class Setting:
 SETTINGS = (
     Setting("DATA_DIR", "hookengine-data", as_str,
             "Directory for the SQLite database and the key file (created with mode 0700)."),
+    Setting("DATABASE_URL", "", as_str,
+            "postgresql://user:password@host/dbname: keep the state in PostgreSQL, shared by "
+            "identical nodes (then SECRET_KEY is required). Empty: SQLite in DATA_DIR."),
     Setting("SECRET_KEY", "", as_str,
             "Fernet key that encrypts hook secrets at rest. Empty: a key file `secret.key` "
             "(mode 0600) is created in the data directory."),
@@ -229,7 +232,24 @@ def load_settings(overrides: dict | None = None, env_file: str | os.PathLike | N
     unknown = sorted(set(raw) - set(BY_NAME))
     if unknown:
         raise ConfigError(f"Unknown setting(s): {', '.join(PREFIX + u for u in unknown)}")
-    return {name: BY_NAME[name].cast(name, value) for name, value in raw.items()}
+    settings = {name: BY_NAME[name].cast(name, value) for name, value in raw.items()}
+    _check_database(settings)
+    return settings
+
+
+def _check_database(settings: dict) -> None:
+    url = settings["DATABASE_URL"]
+    if not url:
+        return
+    if not re.match(r"postgres(ql)?://", url):
+        raise ConfigError(f"{PREFIX}DATABASE_URL must be a postgresql:// URL (got "
+                          f"{url.split('://')[0]}://...); leave it empty for SQLite.")
+    if not settings["SECRET_KEY"]:
+        # Each node would otherwise make its own key file, and no node could read the
+        # secrets another one stored.
+        raise ConfigError(f"{PREFIX}DATABASE_URL is set, so {PREFIX}SECRET_KEY is required: "
+                          "every node must encrypt and decrypt secrets with the same key "
+                          "(make one with `hookengine key generate`).")
 
 
 def unknown_variables(env_file: str | os.PathLike | None = ".env",

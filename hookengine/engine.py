@@ -17,7 +17,7 @@ from hookengine.phoneconfig import PhoneConfig
 from hookengine.runner import Runner, sandboxes_from
 from hookengine.secrets import SecretStore, load_cipher
 from hookengine.sessions import SessionStore
-from hookengine.store import Store
+from hookengine.store import open_store
 from hookengine.tenantlogs import TenantLogs
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ class Engine:
 
     def __init__(self, settings: dict, sandbox=None, lock=None):
         self.settings = settings
-        self.store = Store(settings["DATA_DIR"]).open()
+        self.store = open_store(settings)
         self.tokens = TokenStore(self.store)
         self.sessions = SessionStore(self.store, self.tokens, settings)
         cipher = load_cipher(settings["SECRET_KEY"], settings["DATA_DIR"])

@@ -169,11 +169,13 @@ def register_error_handlers(app) -> None:
             return response[0], response[1], {"Allow": ", ".join(error.valid_methods)}
         return response
 
-    def render_database(error: sqlite3.OperationalError):
-        # A full disk or a database locked past the busy timeout: the transaction rolled back,
-        # so the client may retry. Any other operational error is a fault (500).
+    def render_database(error: Exception):
+        # A full disk, a database locked past the busy timeout, a PostgreSQL that restarted
+        # or failed over: the transaction rolled back, so the client may retry. Any other
+        # SQLite operational error is a fault (500).
         text = str(error).lower()
-        if "locked" in text or "busy" in text or "full" in text or "disk i/o" in text:
+        if not isinstance(error, sqlite3.OperationalError) or any(
+                word in text for word in ("locked", "busy", "full", "disk i/o")):
             app.logger.warning("Database unavailable: %s", error)
             return render(ServiceUnavailable(
                 "The database is unavailable (%s); nothing was changed, retry later." % error))
@@ -186,7 +188,8 @@ def register_error_handlers(app) -> None:
 
     app.register_error_handler(HookEngineError, render)
     app.register_error_handler(HTTPException, render_http)
-    app.register_error_handler(sqlite3.OperationalError, render_database)
+    for unavailable in app.extensions["hookengine"].store.unavailable:
+        app.register_error_handler(unavailable, render_database)
     app.register_error_handler(Exception, render_unexpected)
 
 

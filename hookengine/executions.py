@@ -18,8 +18,8 @@ from hookengine.sandbox import Status, failure
 
 JSON_FIELDS = ("payload", "result", "error", "stats")
 LINE_FIELDS = "seq, execution_id, time, stream, message, request"
-INSERT_LINE = ("INSERT INTO log_lines (execution_id, hook_id, time, stream, message, request) "
-               "VALUES (?, ?, ?, ?, ?, ?)")
+INSERT_LINE = ("INSERT INTO log_lines (seq, execution_id, hook_id, time, stream, message, "
+               "request) VALUES ({position}, ?, ?, ?, ?, ?, ?)")
 # Each filter of a listing, and the one column it reads (the indexes cover each alone).
 FILTERS = {"hook_id": "hook_id = ?", "status": "status = ?", "source": "source = ?",
            "from": "started_at >= ?", "to": "started_at < ?"}
@@ -74,9 +74,11 @@ class ExecutionStore:
         return record
 
     def _insert_lines(self, db, record: dict, lines: list[dict]) -> None:
-        db.executemany(INSERT_LINE, [
-            (record["id"], record["hook_id"], line["time"], line["stream"], line["message"],
-             json.dumps(line["request"]) if "request" in line else None) for line in lines])
+        positions = self.store.line_positions(db, len(lines))
+        db.executemany(INSERT_LINE.format(position=self.store.line_position), [
+            (position, record["id"], record["hook_id"], line["time"], line["stream"],
+             line["message"], json.dumps(line["request"]) if "request" in line else None)
+            for position, line in zip(positions, lines)])
         record["logs"] += lines
         record["http_requests"] += [line["request"] for line in lines if "request" in line]
 
@@ -119,13 +121,21 @@ class ExecutionStore:
         return [{"execution_id": row["execution_id"], **_line(row)} for row in rows]
 
     def lines_after(self, hook_id: str, after: int, limit: int = 100) -> list[dict]:
-        """The hook's lines past position `after`, oldest first, each with its `seq`."""
+        """The hook's lines past position `after`, oldest first, each with its `seq`: only
+        final positions, so no line can later turn up behind the last one returned."""
+        final = self.store.final_positions
         rows = self.store.query(f"SELECT {LINE_FIELDS} FROM log_lines WHERE hook_id = ? AND "
-                                "seq > ? ORDER BY seq LIMIT ?", (hook_id, after, limit))
+                                f"seq > ? {f'AND seq < {final} ' if final else ''}"
+                                "ORDER BY seq LIMIT ?", (hook_id, after, limit))
         return [{"seq": row["seq"], "execution_id": row["execution_id"], **_line(row)}
                 for row in rows]
 
     def last_position(self, hook_id: str) -> int:
+        """The position a follower starting now resumes after: every line up to it is
+        already stored (a line still being committed comes after it)."""
+        final = self.store.final_positions
+        if final:
+            return self.store.query_one(f"SELECT {final} - 1")[0]
         row = self.store.query_one("SELECT MAX(seq) FROM log_lines WHERE hook_id = ?",
                                    (hook_id,))
         return row[0] or 0
@@ -165,7 +175,7 @@ def listing_sql(filters: dict) -> tuple[str, str, tuple]:
     """The count and page queries for `filters` (None values are left out), and their
     values; the page query takes LIMIT and OFFSET after them."""
     given = {name: value for name, value in filters.items() if value is not None}
-    where = " AND ".join(FILTERS[name] for name in given) or "1"
+    where = " AND ".join(FILTERS[name] for name in given) or "TRUE"
     return (f"SELECT COUNT(*) FROM executions WHERE {where}",
             f"SELECT * FROM executions WHERE {where} ORDER BY id DESC LIMIT ? OFFSET ?",
             tuple(given.values()))

@@ -12,6 +12,8 @@ import json
 import socket
 from urllib.parse import urlsplit
 
+from ulid import ULID
+
 from hookengine.clock import as_utc_text, utc_now
 from hookengine.errors import BadRequest, Conflict, NotFound, ValidationError
 from hookengine.sandbox import EgressDenied, EgressGuard, EgressPolicy
@@ -111,9 +113,10 @@ class LogStreams:
                                "account.", error_code="too_many_log_streams")
             seq = db.execute(
                 "INSERT INTO log_streams (id, name, type, status, is_priority, filters, sink, "
-                "created_at) VALUES ('', ?, 'http', 'active', ?, ?, ?, ?)",
-                (body.get("name") or "HTTP log stream", int(body.get("isPriority", False)),
-                 json.dumps(body.get("filters", [])), self._sealed(sink), utc_now())).lastrowid
+                "created_at) VALUES (?, ?, 'http', 'active', ?, ?, ?, ?) RETURNING seq",
+                (f"new {ULID()}", body.get("name") or "HTTP log stream",
+                 int(body.get("isPriority", False)), json.dumps(body.get("filters", [])),
+                 self._sealed(sink), utc_now())).fetchone()[0]
             stream_id = f"lst_{seq:016d}"
             db.execute("UPDATE log_streams SET id = ? WHERE seq = ?", (stream_id, seq))
             if start is not None:

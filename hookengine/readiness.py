@@ -28,11 +28,9 @@ def check(engine) -> dict[str, str]:
 
 
 def _store(store) -> str:
-    import sqlite3
-
     try:
         store.check_writable(STORE_TIMEOUT_SECONDS)
-    except sqlite3.Error as error:
+    except store.errors as error:
         return f"cannot write: {error}"
     return "ok"
 

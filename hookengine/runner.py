@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 import time
 from dataclasses import dataclass
 
@@ -144,7 +143,7 @@ class Runner:
                 if not held:
                     executions.add_lines(record, lines)
                     return
-            except sqlite3.OperationalError:  # busy: the run must not fail for its log
+            except executions.store.unavailable:  # busy: the run must not fail for its log
                 log.warning("Execution %s: the store is busy; its lines wait until it ends",
                             record["id"])
             held.extend(lines)
@@ -167,7 +166,7 @@ class Runner:
                                                         3), **outcome.stats})
         try:
             executions.finish(record, held + _redacted(outcome.logs, secrets))
-        except sqlite3.OperationalError:
+        except executions.store.unavailable:
             # The hook already ran (an SMS may be out): answer with its outcome rather than a
             # 503 that invites a retry. The row stays 'running' and is marked interrupted at
             # the next start.

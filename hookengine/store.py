@@ -237,8 +237,29 @@ MIGRATIONS = (
 )
 
 
+def open_store(settings: dict):
+    """The store the settings name: PostgreSQL for HOOKENGINE_DATABASE_URL, else the SQLite
+    file in the data directory."""
+    if settings["DATABASE_URL"]:
+        from hookengine.pgstore import PostgresStore
+
+        # One connection per server thread, and a few for the heartbeat and background work.
+        return PostgresStore(settings["DATABASE_URL"], settings["SERVER_THREADS"] + 4,
+                             settings["DATA_DIR"]).open()
+    return Store(settings["DATA_DIR"]).open()
+
+
 class Store:
     """Thread-local connections to one SQLite file; `transaction()` wraps a unit of work."""
+
+    backend = "sqlite"
+    # Errors after which nothing was changed and a retry may succeed (503).
+    unavailable = (sqlite3.OperationalError,)
+    errors = (sqlite3.Error,)  # anything the database itself reports
+    # A new log line's position: SQLite numbers rows itself (writers take turns, so numbers
+    # follow commit order), so the value sent is NULL; every position is final at once.
+    line_position = "?"
+    final_positions = None
 
     def __init__(self, data_dir: str | os.PathLike):
         self.data_dir = Path(data_dir)
@@ -289,6 +310,9 @@ class Store:
                 db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+
+    def line_positions(self, db, count: int) -> list[None]:
+        return [None] * count
 
     def query(self, sql: str, params=()) -> list[sqlite3.Row]:
         return self.connection().execute(sql, params).fetchall()

@@ -101,8 +101,9 @@ class TenantLogs:
         date = utc_now()
         with self.store.transaction() as db:
             seq = db.execute(
-                "INSERT INTO logs (date, type, user_id, data) VALUES (?, ?, ?, ?)",
-                (date, data["type"], data.get("user_id"), json.dumps(data))).lastrowid
+                "INSERT INTO logs (date, type, user_id, data) VALUES (?, ?, ?, ?) "
+                "RETURNING seq", (date, data["type"], data.get("user_id"),
+                                  json.dumps(data))).fetchone()[0]
             log_id = log_id_of(seq)
             db.execute("UPDATE logs SET log_id = ? WHERE seq = ?", (log_id, seq))
             streams = db.execute("SELECT id, filters FROM log_streams WHERE status = 'active'")
@@ -171,7 +172,7 @@ def parse_query(text: str) -> tuple[str, list]:
     """
     parser = _Parser(text)
     if parser.at_end():
-        return "1", []
+        return "TRUE", []
     sql = parser.or_expr(None)
     if not parser.at_end():
         parser.fail("unexpected text")

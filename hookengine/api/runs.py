@@ -8,7 +8,7 @@ import time
 
 from flask import Blueprint, Response, g, request, stream_with_context
 
-from hookengine.api.routes import (MAX_PAGE, engine, header_value, json_body, paginate,
+from hookengine.api.routes import (engine, header_value, json_body, paginate,
                                    query_args, route)
 from hookengine.api.schemas import PAGE_QUERY, paged
 from hookengine.auth import check_scope
@@ -18,6 +18,8 @@ from hookengine.sandbox import LOG_STREAMS, Status
 from hookengine.triggers import TRIGGERS
 
 SOURCES = ("test", "trigger")
+# Positions are 64-bit (on PostgreSQL, a transaction id shifted; see pgstore.LINE_SHIFT).
+MAX_POSITION = 2**63 - 1
 
 bp = Blueprint("runs", __name__, url_prefix="/api/v2")
 
@@ -78,7 +80,7 @@ EXECUTION_FILTERS = {
     "to": {**TIME_QUERY, "description": "Executions started before this time."}}
 LOGS_QUERY = {
     "follow": {"type": "boolean", "default": False},
-    "after": {"type": "integer", "minimum": 0, "maximum": MAX_PAGE,
+    "after": {"type": "integer", "minimum": 0, "maximum": MAX_POSITION,
               "description": "With follow=true: stream the lines after this position (the "
               "`id` of an event; default: now). A reconnecting client's Last-Event-ID header "
               "does the same, and wins."}}

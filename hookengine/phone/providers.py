@@ -60,12 +60,12 @@ class DevOutbox:
                     403, "too_many_sms_per_tenant",
                     f"The development provider has sent its {self.cap} messages for this data "
                     "directory's lifetime; select the twilio or phone-message-hook provider.")
-            cursor = db.execute(
+            seq = db.execute(
                 "INSERT INTO phone_dev_outbox (recipient, text, message_type, action, user_id, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                "created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING seq",
                 (message.recipient, plain(message.text), message.message_type, message.action,
-                 message.user_id, utc_now()))
-        return Sent(reference=str(cursor.lastrowid))
+                 message.user_id, utc_now())).fetchone()[0]
+        return Sent(reference=str(seq))
 
     def exhausted(self) -> bool:
         return self.count() >= self.cap
