@@ -47,7 +47,7 @@ def pytest_generate_tests(metafunc):
 
 @pytest.fixture(scope="session")
 def pg_cluster():
-    """One PostgreSQL cluster for the session (tests/postgres.py); under a second to start."""
+    """One PostgreSQL cluster for the session (tests/postgres.py); about a second to start."""
     try:
         import psycopg  # noqa: F401
     except ImportError:
