@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import copy
+import os
 
 import pytest
+from cryptography.fernet import Fernet
+from postgres import PostgresCluster
 from standins import StandIn
 from standins import twilio as twilio_standin
 
@@ -28,18 +31,86 @@ def sandbox():
     sandbox.close()
 
 
+BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_generate_tests(metafunc):
+    """Run a test marked `backends` (or in a marked module) once per store backend.
+
+    Only tests that reach the `backend` fixture (through app_settings or backend_settings)
+    are parametrized, with ids ending [sqlite] / [postgresql]: `-k postgresql` selects the
+    PostgreSQL half. Unmarked tests stay on SQLite, with the ids they always had.
+    """
+    if "backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker("backends"):
+        metafunc.parametrize("backend", BACKENDS, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """One PostgreSQL cluster for the session (tests/postgres.py); about a second to start."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        missing = "psycopg is not installed (pip install -e '.[test]' again)"
+    else:
+        missing = None if PostgresCluster.available() else (
+            "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/pg_ctl)")
+    if missing:
+        # Under CI a missing PostgreSQL must not quietly turn the PostgreSQL tests into skips.
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{missing}; .ci/run installs it", pytrace=False)
+        pytest.skip(missing)
+    cluster = PostgresCluster().start()
+    yield cluster
+    cluster.stop()
+
+
 @pytest.fixture
-def app_settings(tmp_path):
+def pg_url(pg_cluster):
+    """A URL whose connections use a new, empty schema of their own; dropped after the test."""
+    url = pg_cluster.fresh_schema()
+    yield url
+    pg_cluster.drop_schema(url)
+
+
+@pytest.fixture(scope="session")
+def pg_secret_key():
+    """One Fernet key for the session: processes sharing a database must share the key."""
+    return Fernet.generate_key().decode()
+
+
+@pytest.fixture
+def backend(request):
+    """The store backend: "sqlite", or per test of a `backends` module both in turn."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture
+def backend_settings(backend, request):
+    """Settings that put the store on the backend: none for SQLite (the data directory).
+
+    app_settings includes them; a test starting servers passes them on, as in
+    `ServerProcess(data_dir, **backend_settings)`, so every node shares the schema and key.
+    """
+    if backend == "sqlite":
+        return {}
+    return {"DATABASE_URL": request.getfixturevalue("pg_url"),
+            "SECRET_KEY": request.getfixturevalue("pg_secret_key")}
+
+
+@pytest.fixture
+def app_settings(tmp_path, backend_settings):
     """Settings of the `app` fixture; tests add to it (before `app` is built) as they need."""
     # No package index: a hook's own dependencies resolve against nothing (no network in
     # tests); tests of installs bring their own index (tests/packageindex.py).
     return {"DATA_DIR": str(tmp_path / "data"), "TIMEOUT_SECONDS": 5, "CPU_SECONDS": 2,
-            "INDEX_URL": "none"}
+            "INDEX_URL": "none", **backend_settings}
 
 
 @pytest.fixture
 def app(app_settings, sandbox):
-    """An app on its own SQLite data directory, running hooks in the session's sandbox."""
+    """An app on its own data directory (and schema, on PostgreSQL), running hooks in the
+    session's sandbox."""
     app = create_app(app_settings, env_file=None, sandbox=sandbox)
     yield app
     app.extensions["hookengine"].close()

@@ -5,17 +5,47 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import requests
+
+# The SQLite store's file in a data directory (hookengine/store.py, DB_NAME).
+SQLITE_FILE = "hookengine.sqlite3"
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def read_db(url_or_data_dir, sql: str, params=()) -> list[tuple]:
+    """The rows of one query on an engine's store: a PostgreSQL URL, or a SQLite data directory.
+
+    For tests that look at the store directly. Write `?` placeholders, as for sqlite3; with
+    params, on PostgreSQL every `?` becomes psycopg's `%s` (and `%` becomes `%%`), so a `?`
+    meant literally must come in as a parameter too.
+    """
+    if str(url_or_data_dir).startswith(("postgresql://", "postgres://")):
+        import psycopg  # here, so that SQLite-only tests need no driver
+
+        if params:
+            sql = sql.replace("%", "%%").replace("?", "%s")
+        with psycopg.connect(str(url_or_data_dir), autocommit=True,
+                             connect_timeout=10) as database:
+            return database.execute(sql, params or None).fetchall()
+    path = Path(url_or_data_dir) / SQLITE_FILE
+    if not path.exists():  # sqlite3 would create an empty store and report no rows
+        raise FileNotFoundError(path)
+    database = sqlite3.connect(path, timeout=5)
+    try:
+        return database.execute(sql, params).fetchall()
+    finally:
+        database.close()
 
 
 def hookengine(*args: str, env: dict) -> str:
