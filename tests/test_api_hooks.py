@@ -12,6 +12,9 @@ from ulid import ULID
 from hookengine.errors import ValidationError
 from hookengine.scripts import parse_metadata
 
+# The store's own behaviour: the same on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.backends
+
 HOOKS = "/api/v2/hooks"
 SAMPLES = sorted((Path(__file__).parent.parent / "hooks").glob("*.py"))
 TWILIO = metadata.version("twilio")

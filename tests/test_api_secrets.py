@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+# The store's own behaviour: the same on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.backends
+
 HIDDEN = "_VALUE_NOT_SHOWN_"
 
 

@@ -11,6 +11,9 @@ from hookengine.api import (health, hooks, openapi, runs,  # noqa: F401 (registe
 from hookengine.api.routes import OPERATIONS
 from hookengine.auth import SCOPES
 
+# The store's own behaviour: the same on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.backends
+
 SCOPED = sorted({(op.method, op.path, op.scope) for op in OPERATIONS if op.scope})
 
 

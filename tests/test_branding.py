@@ -8,6 +8,9 @@ from hookengine import branding
 from hookengine.api import branding as branding_api
 from hookengine.phone import templates
 
+# The store's own behaviour: the same on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.backends
+
 PROVIDERS = "/api/v2/branding/phone/providers"
 TEMPLATES = "/api/v2/branding/phone/templates"
 TOKEN = "tw-auth-token-1234567890"

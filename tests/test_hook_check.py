@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+# The store's own behaviour: the same on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.backends
+
 CHECK = "/api/v2/hooks/check"
 HOOKS = "/api/v2/hooks"
 SMS = "def send_phone_message(recipient, text, context):\n    return {}\n"

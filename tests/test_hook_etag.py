@@ -9,6 +9,9 @@ import threading
 
 import pytest
 
+# The store's own behaviour: the same on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.backends
+
 HOOKS = "/api/v2/hooks"
 
 

@@ -29,6 +29,9 @@ GATED = '''# /// script
 # ///
 import requests
 
+# The store's own behaviour: the same on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.backends
+
 def send_phone_message(recipient, text, context):
     print("first")
     requests.get("http://gate.test/wait", timeout=60)

@@ -15,6 +15,9 @@ from hookengine.store import Store
 from hookengine.tenantlogs import TenantLogs
 from serverprocess import ServerProcess
 
+# The store's own behaviour: the same on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.backends
+
 
 class Receiver:
     """An HTTP receiver on 127.0.0.1 that keeps what it is sent.

@@ -13,6 +13,9 @@ from hookengine.phone.providers import DevOutbox
 from hookengine.phone.ratelimit import Buckets
 from hookengine.phone.templates import PAUSE, TemplateError, render, variables
 
+# The store's own behaviour: the same on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.backends
+
 DELIVERIES = "/api/v2/guardian/factors/phone/deliveries"
 OUTBOX = "/api/v2/guardian/factors/phone/dev-outbox"
 RECIPIENT = "+14155550123"

@@ -9,6 +9,9 @@ import pytest
 
 from hookengine.phoneconfig import DEFAULT_TEMPLATES, FACTORS
 
+# The store's own behaviour: the same on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.backends
+
 API = "/api/v2"
 PHONE = f"{API}/guardian/factors/phone"
 SMS = f"{API}/guardian/factors/sms"

@@ -10,6 +10,9 @@ import pytest
 
 from hookengine.executions import listing_sql
 
+# The store's own behaviour: the same on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.backends
+
 PHONE = "send-phone-message"
 
 HELLO = '''

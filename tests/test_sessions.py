@@ -10,6 +10,9 @@ import pytest
 
 from hookengine.sessions import COOKIE, LINK_SECONDS
 
+# The store's own behaviour: the same on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.backends
+
 ORIGIN = {"Origin": "http://localhost"}  # the test client's own origin
 
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+
 import logging
 import stat
 
 from hookengine.store import DB_NAME, MIGRATIONS, Store
+
+# The store's own behaviour: the same on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.backends
 
 
 def schema_version(store: Store) -> int:

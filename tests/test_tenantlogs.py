@@ -11,6 +11,9 @@ from auth0.management import Auth0
 
 from hookengine.tenantlogs import SEARCH_CAP, mask_phone
 
+# The store's own behaviour: the same on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.backends
+
 
 @pytest.fixture
 def record(engine):

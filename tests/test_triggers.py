@@ -6,6 +6,9 @@ import pytest
 
 from hookengine.triggers import TRIGGERS
 
+# The store's own behaviour: the same on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.backends
+
 SCRIPTS = {
     "send-phone-message": "return {'MessageID': 'sent-' + context.code}",
     "credentials-exchange": ("return {'scope': scope, 'https://example.com/plan': "
