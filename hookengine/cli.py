@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -84,6 +85,8 @@ def serve(host, port, data_dir):
     """Run the engine behind a production WSGI server (waitress)."""
     from hookengine import create_app
     from hookengine.sandbox import describe_layers
+    from waitress import wasyncore
+
     from hookengine.server import make_server
     from hookengine.serverlock import ServerLock
 
@@ -104,7 +107,12 @@ def serve(host, port, data_dir):
         lock.reset_socket_dirs()
         app = create_app(overrides, lock=lock)
         engine = app.extensions["hookengine"]
-        interrupted = engine.executions.mark_interrupted(lock.last_alive)
+        # Alone on SQLite (this directory's lock is ours): runs a previous server left
+        # running were cut off, and are marked now. On PostgreSQL other nodes may be alive:
+        # only those whose lease lapsed are.
+        interrupted = engine.nodes.start(alone=engine.store.backend == "sqlite")
+        if engine.wakeups is not None:
+            engine.wakeups.start()
         if interrupted:
             click.echo(f"marked {interrupted} execution(s) cut off by the last stop as "
                        "interrupted", err=True)
@@ -124,7 +132,22 @@ def serve(host, port, data_dir):
             engine.end_streams()
             raise KeyboardInterrupt  # unwinds server.run() below, so cleanup runs
 
-        signal.signal(signal.SIGTERM, stop)
+        def drain(signum, frame):
+            """SIGTERM: take no new connection or run, let the runs in flight finish and
+            their answers go out, then stop (a second SIGTERM stops at once)."""
+            signal.signal(signal.SIGTERM, stop)
+            engine.runner.draining.set()
+            engine.end_streams()  # followers reconnect to another node and resume there
+            # New connections are refused from now on (a balancer sends them elsewhere):
+            # the listening socket is closed by the server's own loop, between events.
+            server.accepting = False
+            server.trigger.pull_trigger(lambda: wasyncore.dispatcher.close(server))
+            click.echo("draining: finishing runs in flight (SIGTERM again to stop now)",
+                       err=True)
+            threading.Thread(target=_stop_when_idle, args=(engine, server), daemon=True,
+                             name="hookengine-drain").start()
+
+        signal.signal(signal.SIGTERM, drain)
         signal.signal(signal.SIGINT, stop)
         click.echo(f"hookengine serving on http://{server.effective_host}:"
                    f"{server.effective_port} (data: {lock.data_dir}; sandbox layers: "
@@ -137,10 +160,26 @@ def serve(host, port, data_dir):
         if server is not None:
             server.close()
         if engine is not None:
+            engine.nodes.stop()
             engine.close()
         lock.release()
         if server is not None:
             click.echo("hookengine stopped", err=True)
+
+
+def _stop_when_idle(engine, server) -> None:
+    """Wait for the runs in flight (at most their timeout), give their answers a moment to
+    be written, then stop the server as Ctrl-C would."""
+    import _thread
+
+    engine.runner.wait_idle(engine.settings["TIMEOUT_SECONDS"] + 5)
+    deadline = time.monotonic() + 5
+    # An answer is written by the server's own loop after the run's thread hands it over.
+    while time.monotonic() < deadline and any(
+            channel.total_outbufs_len or channel.requests
+            for channel in list(server.active_channels.values())):
+        time.sleep(0.02)
+    _thread.interrupt_main()
 
 
 @main.group()

@@ -112,6 +112,10 @@ SETTINGS = (
     Setting("DATABASE_URL", "", as_str,
             "postgresql://user:password@host/dbname: keep the state in PostgreSQL, shared by "
             "identical nodes (then SECRET_KEY is required). Empty: SQLite in DATA_DIR."),
+    Setting("DATABASE_DIRECT_URL", "", as_str,
+            "With DATABASE_URL through a transaction-pooling PgBouncer: a URL straight to "
+            "PostgreSQL for the one connection per node that LISTENs for other nodes' log "
+            "lines (a pooler drops LISTEN). Empty: DATABASE_URL."),
     Setting("SECRET_KEY", "", as_str,
             "Fernet key that encrypts hook secrets at rest. Empty: a key file `secret.key` "
             "(mode 0600) is created in the data directory."),
@@ -207,6 +211,12 @@ SETTINGS = (
             "Address of the reverse proxy in front of the engine (e.g. 127.0.0.1): its "
             "X-Forwarded-Proto and -Host are believed, so behind TLS the web editor's cookie "
             "is Secure and pages' Origin is https://. Empty: no proxy is trusted."),
+    Setting("NODE_LEASE_SECONDS", 10.0, as_float,
+            "A node whose heartbeat is older than this is dead: its running executions are "
+            "marked interrupted by the others (it heartbeats five times per lease)."),
+    Setting("MAX_RUNS", 12, as_int,
+            "Runs one node executes at once; one more is refused with 503 and Retry-After "
+            "before anything is recorded, so a load balancer may send it to another node."),
     Setting("SERVER_THREADS", 16, as_int, "Worker threads of the WSGI server."),
     Setting("LOG_LEVEL", "INFO", as_str, "Engine log level (the engine's own log, not hooks')."),
 )

@@ -13,6 +13,7 @@ from hookengine.hooks import HookStore
 from hookengine.installer import Installer
 from hookengine.logdelivery import LogDelivery
 from hookengine.logstreams import LogStreams
+from hookengine.nodes import Nodes
 from hookengine.phoneconfig import PhoneConfig
 from hookengine.runner import Runner, sandboxes_from
 from hookengine.secrets import SecretStore, load_cipher
@@ -44,6 +45,16 @@ class Engine:
         self.branding = BrandingStore(self.store, cipher)
         self.hooks = HookStore(self.store, settings)
         self.executions = ExecutionStore(self.store, settings)
+        # This process as a node; `serve` starts its heartbeat (see nodes.py).
+        self.nodes = Nodes(self.store, self.executions, settings)
+        self.executions.node_id = self.nodes.id
+        self.wakeups = None  # `serve` starts it: followers here learn of lines stored elsewhere
+        if self.store.backend == "postgresql":
+            from hookengine.wakeups import Wakeups
+
+            self.wakeups = Wakeups(settings["DATABASE_DIRECT_URL"] or settings["DATABASE_URL"],
+                                   self.executions.changed)
+            self.executions.announce = self.wakeups.announce
         self.lock = lock
         self.sandboxes = sandboxes_from(settings, shared=sandbox, socket_dirs={
             kind: lock.socket_dir(kind) for kind in ("full", "bare")} if lock else None)
@@ -68,6 +79,8 @@ class Engine:
 
     def close(self) -> None:
         self.end_streams()
+        if self.wakeups is not None:
+            self.wakeups.close()
         self.log_delivery.close()
         self.installer.close()
         self.sandboxes.close()

@@ -129,6 +129,15 @@ class ServiceUnavailable(HookEngineError):
     error_code = "service_unavailable"
 
 
+class NodeBusy(ServiceUnavailable):
+    """This node takes no run now (every run slot busy, or it is draining); nothing was
+    recorded or run, so the client (or a load balancer) may send it again, here or to
+    another node, after Retry-After."""
+
+    error_code = "node_busy"
+    headers = {"Retry-After": "1"}
+
+
 class DependencyError(HookEngineError):
     """A hook's dependencies cannot be given an environment; the message names the package,
     the version and why (no such version, source only, not allowed, the disk cap)."""
@@ -161,7 +170,7 @@ def register_error_handlers(app) -> None:
     from werkzeug.exceptions import HTTPException
 
     def render(error: HookEngineError):
-        return error.to_dict(), error.status_code
+        return error.to_dict(), error.status_code, getattr(error, "headers", None) or {}
 
     def render_http(error: HTTPException):
         response = render(HookEngineError.for_status(error.code or 500, _http_message(error)))

@@ -7,6 +7,7 @@ record reads them back. A line's `seq` is its position for live followers.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from datetime import datetime, timedelta, timezone
 
@@ -16,6 +17,8 @@ from hookengine.clock import utc_now
 from hookengine.errors import NotFound
 from hookengine.sandbox import Status, failure
 
+log = logging.getLogger(__name__)
+
 JSON_FIELDS = ("payload", "result", "error", "stats")
 LINE_FIELDS = "seq, execution_id, time, stream, message, request"
 INSERT_LINE = ("INSERT INTO log_lines (seq, execution_id, hook_id, time, stream, message, "
@@ -23,7 +26,8 @@ INSERT_LINE = ("INSERT INTO log_lines (seq, execution_id, hook_id, time, stream,
 # Each filter of a listing, and the one column it reads (the indexes cover each alone).
 FILTERS = {"hook_id": "hook_id = ?", "status": "status = ?", "source": "source = ?",
            "from": "started_at >= ?", "to": "started_at < ?"}
-INTERRUPTED = failure("Interrupted", "the engine stopped while this execution was running")
+INTERRUPTED = failure("Interrupted", "the node running this execution stopped (or lost the "
+                      "database) before it ended")
 
 
 def error_line(error: dict, time: str) -> dict:
@@ -35,21 +39,24 @@ def error_line(error: dict, time: str) -> dict:
 class ExecutionStore:
     """Stores records and their lines; `changed` wakes log followers in this process."""
 
-    def __init__(self, store, settings: dict):
+    def __init__(self, store, settings: dict, node_id: str | None = None):
         self.store = store
         self.settings = settings
+        self.node_id = node_id  # the node whose runs these are (see nodes.py)
+        self.announce = None  # tells other nodes' followers, when there are other nodes
         self.changed = threading.Condition()
 
     def start(self, hook: dict, source: str, payload) -> dict:
         record = {"id": str(ULID()), "hook_id": hook["id"], "trigger_id": hook["triggerId"],
                   "source": source, "status": Status.RUNNING, "payload": payload,
                   "result": None, "error": None, "logs": [], "http_requests": [], "stats": {},
-                  "started_at": utc_now(), "ended_at": None}
+                  "started_at": utc_now(), "ended_at": None, "node_id": self.node_id}
         with self.store.transaction() as db:
             db.execute("INSERT INTO executions (id, hook_id, trigger_id, source, status, "
-                       "payload, started_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       "payload, started_at, node_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                        (record["id"], record["hook_id"], record["trigger_id"], source,
-                        record["status"], json.dumps(payload), record["started_at"]))
+                        record["status"], json.dumps(payload), record["started_at"],
+                        self.node_id))
         return record
 
     def add_lines(self, record: dict, lines: list[dict]) -> None:
@@ -64,12 +71,19 @@ class ExecutionStore:
         if record["error"]:
             lines = [*lines, error_line(record["error"], record["ended_at"])]
         with self.store.transaction() as db:
-            self._insert_lines(db, record, lines)
-            db.execute("UPDATE executions SET status = ?, result = ?, error = ?, stats = ?, "
-                       "ended_at = ? WHERE id = ?",
-                       (record["status"], json.dumps(record["result"]),
-                        json.dumps(record["error"]), json.dumps(record["stats"]),
-                        record["ended_at"], record["id"]))
+            # Only a run still running: one another node already declared dead (this node
+            # missed its heartbeats) stays `interrupted`, as everyone was told.
+            finished = db.execute(
+                "UPDATE executions SET status = ?, result = ?, error = ?, stats = ?, "
+                "ended_at = ? WHERE id = ? AND status = ?",
+                (record["status"], json.dumps(record["result"]), json.dumps(record["error"]),
+                 json.dumps(record["stats"]), record["ended_at"], record["id"],
+                 Status.RUNNING)).rowcount
+            if finished:
+                self._insert_lines(db, record, lines)
+        if not finished:
+            log.warning("Execution %s ended %s after it was marked interrupted; its outcome "
+                        "is not recorded", record["id"], record["status"])
         self._wake()
         return record
 
@@ -85,6 +99,8 @@ class ExecutionStore:
     def _wake(self) -> None:
         with self.changed:
             self.changed.notify_all()
+        if self.announce is not None:  # followers on other nodes (wakeups.py)
+            self.announce()
 
     def get(self, execution_id: str) -> dict:
         row = self.store.query_one("SELECT * FROM executions WHERE id = ?", (execution_id,))
@@ -140,25 +156,20 @@ class ExecutionStore:
                                    (hook_id,))
         return row[0] or 0
 
-    def mark_interrupted(self, last_alive: str | None = None) -> int:
-        """At `hookengine serve` start: executions a previous server left 'running' were cut
-        off. Each ends at the last moment it was known alive: its last line, or the previous
-        server's last heartbeat (`last_alive`), whichever is later. (Only the server calls
-        it: a CLI command opening the same store must not.)"""
+    def interrupt(self, execution_id: str, hook_id: str, ended: str) -> int:
+        """Mark a run whose node died `interrupted`, ended at `ended` (the last moment it was
+        known alive), with an `error` line; 0 when it was no longer running (another node
+        got there first, or it finished after all)."""
         with self.store.transaction() as db:
-            rows = db.execute(
-                "SELECT e.id, e.hook_id, e.started_at, MAX(l.time) AS last_line FROM "
-                "executions AS e LEFT JOIN log_lines AS l ON l.execution_id = e.id "
-                "WHERE e.status = ? GROUP BY e.id", (Status.RUNNING,)).fetchall()
-            for row in rows:
-                ended = max(t for t in (row["started_at"], row["last_line"], last_alive) if t)
-                self._insert_lines(db, {"id": row["id"], "hook_id": row["hook_id"],
-                                        "logs": [], "http_requests": []},
-                                   [error_line(INTERRUPTED, ended)])
-                db.execute("UPDATE executions SET status = ?, error = ?, ended_at = ? "
-                           "WHERE id = ?", (Status.INTERRUPTED, json.dumps(INTERRUPTED),
-                                            ended, row["id"]))
-        return len(rows)
+            marked = db.execute("UPDATE executions SET status = ?, error = ?, ended_at = ? "
+                                "WHERE id = ? AND status = ?",
+                                (Status.INTERRUPTED, json.dumps(INTERRUPTED), ended,
+                                 execution_id, Status.RUNNING)).rowcount
+            if marked:
+                self._insert_lines(db, {"id": execution_id, "hook_id": hook_id, "logs": [],
+                                        "http_requests": []}, [error_line(INTERRUPTED, ended)])
+        self._wake()
+        return marked
 
     def purge(self) -> int:
         """Delete executions older than the retention period, and their lines."""

@@ -203,6 +203,17 @@ MIGRATIONS = (
         expires_at DOUBLE PRECISION NOT NULL
     );
     """,
+    """
+    CREATE TABLE nodes (
+        id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        started_at DOUBLE PRECISION NOT NULL,
+        heartbeat_at DOUBLE PRECISION NOT NULL
+    );
+    ALTER TABLE executions ADD COLUMN node_id TEXT;
+    CREATE INDEX executions_running_node ON executions(node_id) WHERE status = 'running';
+    """,
 )
 
 
@@ -266,6 +277,8 @@ class PostgresStore:
     # bound below which positions are final.
     line_position = f"{XID} * {LINE_SHIFT} + ?"
     final_positions = f"{HORIZON} * {LINE_SHIFT}"
+    # The database's clock in POSIX seconds: every node reckons leases by it.
+    epoch = "EXTRACT(EPOCH FROM clock_timestamp())::float8"
 
     def __init__(self, url: str, pool_size: int, data_dir=None):
         self.url = url

@@ -21,7 +21,9 @@ PING_TIMEOUT_SECONDS = 2.0
 def check(engine) -> dict[str, str]:
     """Each check's result, "ok" or what is wrong: the store takes a write, and every zygote
     started so far answers a ping (one not started yet, as in a CLI command, is not asked)."""
-    results = {"store": _store(engine.store)}
+    results = {"store": _store(engine.store), "node": engine.nodes.healthy()}
+    if engine.runner.draining.is_set():
+        results["node"] = "draining: finishing its runs before it stops"
     for kind, sandbox in engine.sandboxes.started().items():
         results[f"zygote_{kind}"] = _zygote(sandbox)
     return results

@@ -6,13 +6,15 @@ all take this one path; only where secrets come from and where records go differ
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass
 
 from hookengine.clock import utc_now
-from hookengine.errors import BadRequest, HookEngineError, MissingSecrets
+from hookengine.errors import BadRequest, HookEngineError, MissingSecrets, NodeBusy
 from hookengine.environments import Environments
 from hookengine.executions import error_line
 from hookengine.installer import Installer
@@ -84,13 +86,48 @@ class Runner:
         self.installer = installer  # the environment a hook's dependencies are installed in
         self.secrets = secrets  # stored secrets, for `run` (a local run brings its own)
         self._last_purge = 0.0
+        # Back-pressure: a node runs at most MAX_RUNS at once, and refuses the next one
+        # before recording it, so a load balancer can send it to another node.
+        self.max_runs = settings["MAX_RUNS"]
+        self._slots = threading.BoundedSemaphore(self.max_runs)
+        self.draining = threading.Event()  # set by a stopping server: no new runs
 
     def run(self, hook: dict, payload=None, source: str = "test", script: str | None = None,
             dependencies: dict | None = None) -> dict:
         """Execute a stored hook (or a draft `script` of it, never saved) with its secrets."""
-        plan = self.prepare(hook, self.secrets.values(hook["id"]), payload, script,
-                            dependencies)
-        return self.record(plan, source)
+        with self.slot():
+            plan = self.prepare(hook, self.secrets.values(hook["id"]), payload, script,
+                                dependencies)
+            return self.record(plan, source)
+
+    @contextlib.contextmanager
+    def slot(self):
+        """Hold one of this node's run slots; 503 (retry elsewhere) when there is none."""
+        if self.draining.is_set():
+            raise NodeBusy("This node is shutting down and takes no new runs; send the "
+                           "request again (another node will take it).")
+        if not self._slots.acquire(blocking=False):
+            raise NodeBusy(f"All {self.max_runs} run slots of this node are busy; nothing "
+                           "was run or recorded: send the request again in a moment, or "
+                           "to another node.")
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no run is going on (a draining node); False if `timeout` passed."""
+        deadline = time.monotonic() + timeout
+        taken = 0
+        try:
+            for _ in range(self.max_runs):
+                if not self._slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                    return False
+                taken += 1
+            return True
+        finally:
+            for _ in range(taken):
+                self._slots.release()
 
     def prepare(self, hook: dict, secrets: dict[str, str], payload=None,
                 script: str | None = None, dependencies: dict | None = None) -> Plan:

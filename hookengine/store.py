@@ -234,6 +234,19 @@ MIGRATIONS = (
     -- is compared with. updated_at cannot serve: two saves within its millisecond share it.
     ALTER TABLE hooks ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
     """,
+    """
+    -- Nodes (hookengine/nodes.py): each `serve` process, and its last heartbeat (POSIX
+    -- seconds); an execution names the node running it, so only a dead node's runs are
+    -- marked interrupted.
+    CREATE TABLE nodes (
+        id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        started_at REAL NOT NULL,
+        heartbeat_at REAL NOT NULL
+    );
+    ALTER TABLE executions ADD COLUMN node_id TEXT;
+    """,
 )
 
 
@@ -260,6 +273,8 @@ class Store:
     # follow commit order), so the value sent is NULL; every position is final at once.
     line_position = "?"
     final_positions = None
+    # The database's clock in POSIX seconds (leases are reckoned by it).
+    epoch = "((julianday('now') - 2440587.5) * 86400.0)"
 
     def __init__(self, data_dir: str | os.PathLike):
         self.data_dir = Path(data_dir)

@@ -23,7 +23,7 @@ def test_healthz_answers_without_a_token(client):
 def test_readyz_checks_the_store_and_the_started_zygote(client):
     response = client.get("/readyz")
     assert response.status_code == 200
-    assert response.json == {"status": "ready", "checks": {"store": "ok", "zygote_full": "ok"}}
+    assert response.json == {"status": "ready", "checks": {"store": "ok", "node": "ok", "zygote_full": "ok"}}
 
 
 def test_readyz_is_503_naming_the_store_while_it_cannot_take_a_write(client, engine):
@@ -58,7 +58,8 @@ def test_a_killed_zygote_makes_readyz_503_until_it_is_restarted(server):
     assert requests.get(f"{server.base}/healthz", timeout=10).json() == {"status": "ok"}
     ready = requests.get(f"{server.base}/readyz", timeout=10)
     assert ready.status_code == 200, ready.text
-    assert ready.json()["checks"] == {"store": "ok", "zygote_full": "ok", "zygote_bare": "ok"}
+    assert ready.json()["checks"] == {"store": "ok", "node": "ok", "zygote_full": "ok",
+                                      "zygote_bare": "ok"}
     [bare] = [pid for pid in children_of(server.process.pid)
               if any(s.endswith("-bare/zygote.sock") for s in zygote_sockets_of(pid))]
     os.kill(bare, signal.SIGKILL)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -20,8 +21,8 @@ from hookengine.clock import utc_from_timestamp, utc_now
 from hookengine.config import load_settings
 from hookengine.engine import Engine
 from hookengine.errors import DataDirInUse
-from hookengine.serverlock import LOCK_NAME, ServerLock, socket_dir
-from serverprocess import ServerProcess, free_port, hookengine
+from hookengine.serverlock import ServerLock, socket_dir
+from serverprocess import ServerProcess, free_port, hookengine, read_db
 from test_faults import SLEEPER, children_of, payload, wait_gone
 
 
@@ -148,17 +149,23 @@ def test_the_lock_is_held_once_and_remembers_the_last_heartbeat(tmp_path):
         second.release()
 
 
-def test_mark_interrupted_ends_a_run_at_the_last_heartbeat_not_before_it_started(tmp_path):
+def test_a_dead_nodes_run_ends_at_its_last_heartbeat_not_before_it_started(tmp_path):
     engine = Engine(load_settings({"DATA_DIR": str(tmp_path / "data")}, env_file=None))
+    last_beat = datetime(2026, 1, 1, 10, 0, 5, tzinfo=timezone.utc).timestamp()
+    engine.store.connection().execute(
+        "INSERT INTO nodes (id, host, pid, started_at, heartbeat_at) VALUES "
+        "('dead', 'elsewhere', 1, ?, ?)", (last_beat - 60, last_beat))
+    engine.executions.node_id = "dead"
     hook = {"id": "h1", "triggerId": "send-phone-message"}
     old, new = (engine.executions.start(hook, "test", {}) for _ in range(2))
     engine.store.connection().execute("UPDATE executions SET started_at = ? WHERE id = ?",
                                       ("2026-01-01T10:00:00.000Z", old["id"]))
 
-    assert engine.executions.mark_interrupted("2026-01-01T10:00:05.000Z") == 2
+    assert engine.nodes.reap() == 2
 
     assert engine.executions.get(old["id"])["ended_at"] == "2026-01-01T10:00:05.000Z"
     assert engine.executions.get(new["id"])["ended_at"] == new["started_at"]
+    assert engine.nodes.reap() == 0  # marked once
     engine.close()
 
 
@@ -168,9 +175,9 @@ def test_a_run_cut_off_by_kill_9_ended_at_the_servers_last_heartbeat(tmp_path):
     [(execution_id, _)] = [(k, v) for k, v in statuses(server.data_dir).items()
                            if v[0] == "running"]
     started_at = server.call("GET", f"/executions/{execution_id}").json()["started_at"]
-    lock_file = Path(server.data_dir) / LOCK_NAME
     heartbeat = wait_for(lambda: (lambda t: t if t > started_at else None)(
-        utc_from_timestamp(lock_file.stat().st_mtime)), "a heartbeat after the run started")
+        utc_from_timestamp(read_db(server.data_dir, "SELECT MAX(heartbeat_at) FROM nodes")[0][0]
+                           )), "a heartbeat after the run started")
     zygotes = children_of(server.process.pid)
     server.kill()
     killed_at = utc_now()

@@ -14,7 +14,8 @@ HEALTHZ = {"type": "object", "properties": {"status": {"const": "ok"}}}
 READYZ = {"type": "object", "properties": {
     "status": {"const": "ready"},
     "checks": {"type": "object", "additionalProperties": {"type": "string"},
-               "description": "`store`, and `zygote_<kind>` for each zygote started: \"ok\" "
+               "description": "`store`, `node` (its heartbeat; draining), and "
+                              "`zygote_<kind>` for each zygote started: \"ok\" "
                               "or what is wrong."}}}
 
 

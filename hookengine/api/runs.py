@@ -54,6 +54,8 @@ EXECUTION = {"type": "object", "properties": {
     "stats": {"type": "object", "properties": {
         "total_duration_ms": {"type": "number"}, "boot_duration_ms": {"type": "number"},
         "hook_duration_ms": {"type": "number"}}},
+    "node_id": {"type": ["string", "null"], "description": "The node (a `hookengine serve` "
+                "process) that ran it; null for runs recorded before nodes existed."},
     "started_at": {"type": "string"}, "ended_at": {"type": ["string", "null"],
                                                    "description": "For an interrupted "
                                                    "execution, the last moment it was known "
