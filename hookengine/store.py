@@ -256,6 +256,11 @@ def open_store(settings: dict):
     if settings["DATABASE_URL"]:
         from hookengine.pgstore import PostgresStore
 
+        # The data directory still holds this node's own files (zygote sockets, installed
+        # environments), owner-only.
+        Path(settings["DATA_DIR"]).mkdir(parents=True, exist_ok=True)
+        os.chmod(settings["DATA_DIR"], 0o700)
+
         # One connection per server thread, and a few for the heartbeat and background work.
         return PostgresStore(settings["DATABASE_URL"], settings["SERVER_THREADS"] + 4,
                              settings["DATA_DIR"]).open()
