@@ -1,11 +1,9 @@
 """One data directory, one server: the lock `hookengine serve` holds on its data directory,
-the heartbeat that says until when it was alive, and the paths only the holder may use.
+and the paths only the holder may use.
 
 The lock is `flock` on `<data dir>/server.lock`, which holds the holder's pid. The kernel
 drops it when the holder dies, however it dies, so a stale lock never needs clearing by hand.
-While it holds the lock the server touches the file every HEARTBEAT_SECONDS: after a crash,
-the file's modification time is the last moment the server was known alive, which the next
-server reads (before touching the file itself) to date the executions it finds cut off.
+(When the server was last alive is its node's heartbeat, in the store: nodes.py.)
 """
 
 from __future__ import annotations
@@ -17,16 +15,13 @@ import logging
 import os
 import shutil
 import tempfile
-import threading
 from pathlib import Path
 
-from hookengine.clock import utc_from_timestamp
 from hookengine.errors import DataDirInUse
 
 log = logging.getLogger(__name__)
 
 LOCK_NAME = "server.lock"
-HEARTBEAT_SECONDS = 5.0
 ZYGOTE_KINDS = ("full", "bare")
 
 
@@ -36,12 +31,7 @@ class ServerLock:
     def __init__(self, data_dir: str | os.PathLike):
         self.data_dir = Path(data_dir).resolve()
         self.path = self.data_dir / LOCK_NAME
-        # The previous holder's last heartbeat (UTC text as records show it), or None when no
-        # server has held this directory's lock before.
-        self.last_alive: str | None = None
         self._fd: int | None = None
-        self._stop = threading.Event()
-        self._beat: threading.Thread | None = None
 
     def acquire(self) -> "ServerLock":
         """Take the lock, or raise DataDirInUse naming the process that holds it."""
@@ -58,23 +48,10 @@ class ServerLock:
                 f"the data directory {self.data_dir} is in use by another hookengine server "
                 f"(pid {holder}); stop that one first, or serve a different --data-dir"
             ) from None
-        stat = os.fstat(fd)
-        if stat.st_size:  # an empty file: this directory's first server
-            self.last_alive = utc_from_timestamp(stat.st_mtime)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
-        self._beat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
-        self._beat.start()
         return self
-
-    def _heartbeat(self) -> None:
-        while not self._stop.wait(HEARTBEAT_SECONDS):
-            try:
-                os.utime(self._fd)
-            except OSError as error:  # a full or read-only disk: keep serving, say so
-                log.warning("Could not record the server's heartbeat in %s: %s",
-                            self.path, error)
 
     def socket_dir(self, kind: str) -> str:
         """The zygote socket directory of this data directory's server, for `kind`."""
@@ -96,11 +73,8 @@ class ServerLock:
             os.mkdir(path, 0o700)  # fails if it exists again: never a directory not ours
 
     def release(self) -> None:
-        """Stop the heartbeat, remove the zygote directories a clean stop leaves nothing in,
-        and drop the lock (its file stays: deleting it would race with the next server)."""
-        self._stop.set()
-        if self._beat is not None:
-            self._beat.join()
+        """Remove the zygote directories a clean stop leaves nothing in, and drop the lock
+        (its file stays: deleting it would race with the next server)."""
         if self._fd is not None:
             for kind in ZYGOTE_KINDS:
                 shutil.rmtree(self.socket_dir(kind), ignore_errors=True)
