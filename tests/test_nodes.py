@@ -240,3 +240,28 @@ def test_a_database_restart_is_503_then_the_node_recovers(nodes, pg_cluster):
             break
         time.sleep(0.2)
     assert answers[-1] == 200 and set(answers) <= {200, 503}, answers
+
+
+def test_each_node_installs_a_hooks_locked_dependencies_on_first_use(nodes, tmp_path):
+    from packageindex import build
+    from test_dependencies import ALLOWED, script
+
+    index = tmp_path / "index"
+    index.mkdir()
+    build(index)
+    packages = {"FIND_LINKS": str(index), "ALLOWED_PACKAGES": ALLOWED}
+    a, b = nodes("a", **packages), nodes("b", **packages)
+    hook = a.call("POST", "/hooks", json={"name": "demo", "script": script("hookdemo==2.0.0"),
+                                          "triggerId": "send-phone-message"}).json()
+    installed = wait_for(lambda: (lambda h: h if h["dependencies_status"] != "installing"
+                                  else None)(a.call("GET", f"/hooks/{hook['id']}").json()),
+                         "the install on node A", 120)
+    assert installed["dependencies_status"] == "ready", installed
+    # Both nodes' first runs at once: B builds the environment from the shared lockfile.
+    answers = [run_in_background(node, hook, None) for node in (a, b, b)]
+    for answer in answers:
+        answer["thread"].join(120)
+    results = [answer["response"].json() for answer in answers]
+    assert [r["status"] for r in results] == ["success"] * 3, results
+    assert {r["result"]["MessageID"] for r in results} == {"2.0.0"}
+    assert any((tmp_path / "b" / "envs").iterdir())  # B's own copy
