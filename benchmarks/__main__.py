@@ -7,7 +7,7 @@ import os
 import platform
 
 from benchmarks import (dependencies_bench, http_bench, jail_bench, load_bench, phone_bench,
-                        sandbox_bench, streaming_bench, ui_bench)
+                        sandbox_bench, scale_bench, streaming_bench, ui_bench)
 from benchmarks.common import print_table
 
 
@@ -15,7 +15,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3, help="rounds per figure (medians)")
     parser.add_argument("--only", choices=["sandbox", "http", "jail", "streaming",
-                                                   "dependencies", "abuse", "memory", "phone", "ui"],
+                                                   "dependencies", "abuse", "memory", "phone", "ui",
+                                                   "scale"],
                         default=None)
     parser.add_argument("--executions", type=int, default=10000,
                         help="executions for the memory-growth figure")
@@ -37,6 +38,8 @@ def main() -> None:
         phone_bench.run(args.rounds)
     if args.only in (None, "ui"):
         ui_bench.run(args.rounds)
+    if args.only in (None, "scale"):
+        scale_bench.run(args.rounds)
     if args.only in (None, "abuse"):
         load_bench.run_abuse(args.abuse_seconds)
     if args.only in (None, "memory"):
