@@ -22,15 +22,15 @@ import requests
 from loopback import LoopbackServer, QuietHandler
 from serverprocess import ServerProcess
 
+# The store's own behaviour: the same on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.backends
+
 GATED = '''# /// script
 # dependencies = ["requests"]
 # [tool.hookengine]
 # trigger = "send-phone-message"
 # ///
 import requests
-
-# The store's own behaviour: the same on SQLite and on PostgreSQL.
-pytestmark = pytest.mark.backends
 
 def send_phone_message(recipient, text, context):
     print("first")
@@ -289,7 +289,8 @@ def test_an_engine_killed_mid_run_keeps_the_lines_and_the_last_moment_alive(star
     assert record["status"] == "interrupted"
     assert [(line["stream"], line["message"]) for line in record["logs"]] == [
         ("stdout", "first"),
-        ("error", "Interrupted: the engine stopped while this execution was running")]
+        ("error", "Interrupted: the node running this execution stopped (or lost the "
+                  "database) before it ended")]
     assert record["started_at"] <= printed[0]["time"] <= record["ended_at"]
     assert record["logs"][-1]["time"] == record["ended_at"]
 

@@ -3,10 +3,13 @@ tail, drafts that survive a reload, stale saves refused."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
+NAMES = itertools.count()  # every test's hook a name of its own, in one server
 SCRIPT = '''def post_user_registration(user, context):
     print("hello " + user["email"])
     return {"greeted": user["email"]}
@@ -17,7 +20,7 @@ SCRIPT = '''def post_user_registration(user, context):
 def hook(signed_in):
     """A saved hook, and the editor open on it."""
     response = signed_in.server.call("POST", "/hooks", json={
-        "name": f"greeter-{id(signed_in)}", "script": SCRIPT,
+        "name": f"greeter-{next(NAMES)}", "script": SCRIPT,
         "triggerId": "post-user-registration"})
     assert response.status_code == 201, response.text
     hook = response.json()
@@ -59,16 +62,20 @@ def saved_script(page, hook) -> str:
 
 
 def test_a_mistake_is_shown_on_its_line_then_fixed(hook, signed_in):
-    broken = SCRIPT.replace('print("hello "', 'print("hello "(')
-    set_code(signed_in, broken)
-    marker = signed_in.find(".cm-lintRange-error")
+    code = signed_in.field("Code")
+    code.click()
+    code.send_keys(Keys.CONTROL, Keys.END)  # the empty last line, at the top level
+    code.send_keys("x = 1 +")
+    # Marked where Python stops: the end of that line (a point, not a range).
+    marker = signed_in.find(".cm-lintRange-error, .cm-lintPoint-error")
     line = marker.find_element(By.XPATH, "ancestor::div[contains(@class,'cm-line')]")
     lines = signed_in.driver.find_elements(By.CSS_SELECTOR, "#code .cm-line")
-    assert lines.index(line) == 1  # the second line, where the mistake is
+    assert lines.index(line) == 3 and line.text == "x = 1 +"  # the fourth line, typed
     signed_in.wait_text("#problems-count", "1 problem")
-    set_code(signed_in, SCRIPT)
+    code.send_keys(Keys.BACKSPACE, Keys.BACKSPACE)  # "x = 1": fixed
     signed_in.wait_text("#problems-count", "No problems")
-    assert not signed_in.driver.find_elements(By.CSS_SELECTOR, ".cm-lintRange-error")
+    assert not signed_in.driver.find_elements(By.CSS_SELECTOR,
+                                              ".cm-lintRange-error, .cm-lintPoint-error")
 
 
 def test_run_runs_the_unsaved_draft_and_leaves_the_saved_hook_alone(hook, signed_in):
