@@ -4,7 +4,8 @@ several identical nodes sharing one database.
 The services write the same SQL for both backends (`?` placeholders, the portable subset);
 this module translates placeholders and owns what only PostgreSQL needs: its own numbered
 migrations run once across nodes under an advisory lock, log-line positions that follow
-commit order, and the errors that mean "unavailable, retry" rather than a fault.
+commit order, the errors that mean "unavailable, retry" rather than a fault, and its side of
+the few fragments the two dialects cannot share (each a method of both store classes).
 """
 
 from __future__ import annotations
@@ -318,6 +319,16 @@ class PostgresStore:
 
     def line_positions(self, db: _Transaction, count: int) -> list[int]:
         return db.line_positions(count)
+
+    def json_field(self, column: str, name: str) -> str:
+        """See store.Store.json_field: the columns hold JSON as text."""
+        return f"({column}::jsonb ->> '{name}')"
+
+    def wildcard_match(self, expression: str, pieces: list[str]) -> tuple[str, str]:
+        """See store.Store.wildcard_match: LIKE (case-sensitive, like GLOB), with `\\`, `%`
+        and `_` escaped in the pieces (backslash is LIKE's escape character)."""
+        return (f"{expression} LIKE ?",
+                "%".join(re.sub(r"([\\%_])", r"\\\1", piece) for piece in pieces))
 
     def check_writable(self, timeout: float) -> None:
         """Reach the database and write nothing (GET /readyz); raises when it cannot."""

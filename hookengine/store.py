@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import sqlite3
 import threading
 from pathlib import Path
@@ -333,6 +334,18 @@ class Store:
 
     def line_positions(self, db, count: int) -> list[None]:
         return [None] * count
+
+    def json_field(self, column: str, name: str) -> str:
+        """SQL for the top-level field `name` of the JSON document in `column`, a scalar (NULL
+        when absent); `name` goes into the SQL as it is, so it must be a known one."""
+        return f"json_extract({column}, '$.{name}')"
+
+    def wildcard_match(self, expression: str, pieces: list[str]) -> tuple[str, str]:
+        """A case-sensitive match of `expression` against literal `pieces` with any text
+        (or none) between them: ["", "sent", ""] finds "sent" anywhere. Returns the SQL, with
+        one `?`, and the pattern to pass for it."""
+        return (f"{expression} GLOB ?",
+                "*".join(re.sub(r"([*?\[])", r"[\1]", piece) for piece in pieces))
 
     def query(self, sql: str, params=()) -> list[sqlite3.Row]:
         return self.connection().execute(sql, params).fetchall()

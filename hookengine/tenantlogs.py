@@ -125,7 +125,7 @@ class TenantLogs:
                ascending: bool = False) -> tuple[int, list[dict]]:
         """(matches, one page of them by date): pages reach the first SEARCH_CAP matches;
         a page past them, or past the end, is empty."""
-        where, params = parse_query(query or "")
+        where, params = parse_query(query or "", self.store)
         total = self.store.query_one(f"SELECT COUNT(*) FROM logs WHERE {where}", params)[0]
         start = page * per_page
         limit = max(0, min(per_page, SEARCH_CAP - start))
@@ -138,7 +138,7 @@ class TenantLogs:
 
     def after(self, log_id: str, take: int, query: str | None = None) -> list[dict]:
         """Up to `take` entries recorded after the one `log_id` names, oldest first."""
-        where, params = parse_query(query or "")
+        where, params = parse_query(query or "", self.store)
         rows = self.store.query(
             f"SELECT log_id, date, data FROM logs WHERE log_id > ? AND ({where}) "
             "ORDER BY log_id LIMIT ?", [checkpoint(log_id), *params, take])
@@ -163,14 +163,15 @@ class QueryError(BadRequest):
     error_code = "invalid_query_string"
 
 
-def parse_query(text: str) -> tuple[str, list]:
-    """A SQL condition (and its parameters) for a query in Auth0's Lucene subset.
+def parse_query(text: str, store) -> tuple[str, list]:
+    """A SQL condition (and its parameters) for a query in Auth0's Lucene subset, on
+    `store` (which says how its database reads JSON fields and matches wildcards).
 
     Supported: `field:value`, `field:"exact value"`, `*` wildcards, `field:(a OR b)`,
     ranges `field:[a TO b]` (inclusive) and `{a TO b}` (exclusive, `*` open), bare terms,
     AND / OR / NOT / `-`, parentheses. Clauses side by side must all match (AND).
     """
-    parser = _Parser(text)
+    parser = _Parser(text, store)
     if parser.at_end():
         return "TRUE", []
     sql = parser.or_expr(None)
@@ -182,8 +183,9 @@ def parse_query(text: str) -> tuple[str, list]:
 class _Parser:
     """Recursive descent over the query text; builds SQL with `?` parameters."""
 
-    def __init__(self, text: str):
+    def __init__(self, text: str, store):
         self.text, self.pos, self.params = text, 0, []
+        self.store = store
 
     def fail(self, what: str):
         raise QueryError(f"Invalid search query: {what} at character {self.pos + 1} of "
@@ -233,7 +235,7 @@ class _Parser:
     def not_expr(self, field: str | None) -> str:
         if self.keyword("NOT") or (self.peek("-") and self._consume("-")):
             # COALESCE: a log without the field (NULL) is one the negated clause keeps.
-            return f"NOT COALESCE({self.not_expr(field)}, 0)"
+            return f"NOT COALESCE({self.not_expr(field)}, FALSE)"
         return self.primary(field)
 
     def _consume(self, literal: str) -> bool:
@@ -281,19 +283,27 @@ class _Parser:
     def value(self, field: str | None) -> str:
         text, quoted = self.word()
         fields = [field] if field else list(BARE_FIELDS)
-        wildcard = not quoted and "*" in text
-        if not wildcard and field == "date":  # a date matches every time within it
-            text, wildcard = _glob_escape(text) + "*", True
-        elif wildcard:
-            text = _glob_escape(text.replace("*", "\0")).replace("\0", "*")
-        test = "GLOB" if wildcard else "="
-        clauses = [f"{_column(name)} {test} ?" for name in fields]
-        self.params.extend([text] * len(fields))
-        if field is None and not wildcard:
+        pieces = text.split("*") if not quoted and "*" in text else None
+        if pieces is None and field == "date":  # a date matches every time within it
+            pieces = [text, ""]
+        clauses = [self.match(self.column(name), text, pieces) for name in fields]
+        if field is None and pieces is None:
             # A bare word also finds a description that contains it (free text).
-            clauses.append(f"{_column('description')} GLOB ?")
-            self.params.append(f"*{_glob_escape(text)}*")
+            clauses.append(self.match(self.column("description"), text, ["", text, ""]))
         return clauses[0] if len(clauses) == 1 else "(" + " OR ".join(clauses) + ")"
+
+    def match(self, column: str, text: str, pieces: list[str] | None) -> str:
+        """`column` equal to `text`, or matching the wildcard `pieces` when there are some."""
+        if pieces is None:
+            self.params.append(text)
+            return f"{column} = ?"
+        sql, pattern = self.store.wildcard_match(column, pieces)
+        self.params.append(pattern)
+        return sql
+
+    def column(self, field: str) -> str:
+        # `field` is always one of SEARCHABLE, so it is safe to put in the SQL text.
+        return field if field in COLUMNS else self.store.json_field("data", field)
 
     def range(self, field: str) -> str:
         self.skip()
@@ -310,18 +320,11 @@ class _Parser:
         self.pos += 1
         clauses = []
         if low != "*":
-            clauses.append(f"{_column(field)} {'>=' if opening == '[' else '>'} ?")
+            clauses.append(f"{self.column(field)} {'>=' if opening == '[' else '>'} ?")
             self.params.append(low)
         if high != "*":
-            clauses.append(f"{_column(field)} {'<=' if closing == ']' else '<'} ?")
+            clauses.append(f"{self.column(field)} {'<=' if closing == ']' else '<'} ?")
             self.params.append(high)
-        return "(" + " AND ".join(clauses) + ")" if clauses else f"{_column(field)} IS NOT NULL"
-
-
-def _column(field: str) -> str:
-    # `field` is always one of SEARCHABLE, so it is safe to put in the SQL text.
-    return field if field in COLUMNS else f"json_extract(data, '$.{field}')"
-
-
-def _glob_escape(text: str) -> str:
-    return re.sub(r"([*?\[])", r"[\1]", text)
+        if not clauses:
+            return f"{self.column(field)} IS NOT NULL"
+        return "(" + " AND ".join(clauses) + ")"

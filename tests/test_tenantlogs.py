@@ -87,6 +87,22 @@ def test_search_subset(client, record, reader, query, expected):
         assert [e["description"].split(" ")[0].rstrip(":") for e in found] == expected
 
 
+@pytest.mark.parametrize("query, expected", [
+    ("description:50%*", ["50% off"]),               # % and _ are LIKE's wildcards, not ours
+    ("description:a_*", ["a_b"]),
+    ("description:a?b*", ["a?b"]),                   # ? is GLOB's
+    ("description:Sent*", ["Sent"]),                 # case-sensitive
+    ("description:*off", ["50% off", "50x off"]),
+])
+def test_only_star_is_a_wildcard_and_matches_are_case_sensitive(client, record, reader, query,
+                                                                expected):
+    for description in ("50% off", "50x off", "a_b", "axb", "a?b", "acb", "Sent", "sent"):
+        record(description=description)
+    found = client.get("/api/v2/logs", query_string={"q": query, "sort": "date:1"},
+                       headers=reader).json
+    assert [e["description"] for e in found] == expected
+
+
 @pytest.mark.parametrize("query", ["type:", "nope:x", "type:(a OR b", 'user_id:"open',
                                    "date:[a b]"])
 def test_bad_queries_are_400s_naming_the_fields(client, reader, query):
