@@ -176,7 +176,7 @@ class BrandingStore:
             db.execute("INSERT INTO phone_providers (id, channel, name, disabled, "
                        "configuration, credentials, created_at, updated_at) "
                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                       (provider_id, CHANNEL, data["name"], int(data.get("disabled", False)),
+                       (provider_id, CHANNEL, data["name"], bool(data.get("disabled", False)),
                         json.dumps(data["configuration"]),
                         self._encrypt(data["credentials"]), now, now))
         return self.get_provider(provider_id)
@@ -194,7 +194,7 @@ class BrandingStore:
             _check_provider(name, configuration, credentials)
             db.execute("UPDATE phone_providers SET name = ?, disabled = ?, configuration = ?, "
                        "credentials = ?, updated_at = ? WHERE id = ?",
-                       (name, int(data.get("disabled", bool(row["disabled"]))),
+                       (name, bool(data.get("disabled", row["disabled"])),
                         json.dumps(configuration), self._encrypt(credentials), utc_now(),
                         provider_id))
         return self.get_provider(provider_id)
@@ -262,7 +262,7 @@ class BrandingStore:
                                error_code="phone_template_conflict")
             db.execute("INSERT INTO phone_templates (id, type, disabled, content, created_at, "
                        "updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-                       (template_id, data["type"], int(data.get("disabled", False)),
+                       (template_id, data["type"], bool(data.get("disabled", False)),
                         json.dumps(_stored_content(content.get("from"), body)), now, now))
         return self.get_template(template_id)
 
@@ -296,7 +296,7 @@ class BrandingStore:
 
     def _write_template(self, db, template_id: str, content: dict, disabled: bool) -> None:
         db.execute("UPDATE phone_templates SET content = ?, disabled = ?, updated_at = ? "
-                   "WHERE id = ?", (json.dumps(content), int(disabled), utc_now(), template_id))
+                   "WHERE id = ?", (json.dumps(content), bool(disabled), utc_now(), template_id))
 
     def _template_row(self, db, template_id: str):
         row = db.execute("SELECT * FROM phone_templates WHERE id = ?",

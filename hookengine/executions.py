@@ -119,6 +119,8 @@ class ExecutionStore:
         by_id = {record["id"]: record for record in records}
         for record in records:
             record["logs"], record["http_requests"] = [], []
+        if not records:
+            return records  # `IN ()` is SQLite's extension, an error in PostgreSQL
         marks = ",".join("?" * len(by_id))
         for row in self.store.query(f"SELECT {LINE_FIELDS} FROM log_lines WHERE execution_id "
                                     f"IN ({marks}) ORDER BY seq", tuple(by_id)):

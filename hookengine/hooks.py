@@ -126,7 +126,7 @@ class HookStore:
             # dependencies nobody has looked at yet.
             db.execute(f"INSERT INTO hooks ({_COLUMNS}, dependencies_status, created_at, "
                        "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                       (hook_id, data["name"], data["script"], trigger_id, int(enabled),
+                       (hook_id, data["name"], data["script"], trigger_id, enabled,
                         json.dumps(dependencies), INSTALLING if dependencies else READY,
                         now, now))
         return self.get(hook_id)
@@ -180,7 +180,7 @@ class HookStore:
         where, params = [], []
         if enabled is not None:
             where.append("enabled = ?")
-            params.append(int(enabled))
+            params.append(enabled)
         if trigger_id is not None:
             where.append("trigger_id = ?")
             params.append(trigger_id)
@@ -225,14 +225,15 @@ class HookStore:
             # Only the sent fields are written, so concurrent edits of others are kept. The
             # version and updated_at move only when a sent field differs from the stored one
             # (SET reads the row as it was), so a save of the same values keeps the ETag.
-            columns = {"dependencies": json.dumps, "enabled": int}
+            # (The edited columns are NOT NULL, so <> is a complete "differs".)
+            columns = {"dependencies": json.dumps, "enabled": bool}
             values = {key: columns.get(key, str)(value) for key, value in changes.items()}
             edited = [key for key in changes if key in UPDATABLE]
-            differs = " OR ".join(f"{key} IS NOT ?" for key in edited) or "0"
+            differs = " OR ".join(f"{key} <> ?" for key in edited) or "FALSE"
             cursor = db.execute(
                 f"UPDATE hooks SET {', '.join(f'{key} = ?' for key in changes)}, "
                 f"updated_at = CASE WHEN {differs} THEN ? ELSE updated_at END, "
-                f"version = version + ({differs}) WHERE id = ?",
+                f"version = version + CASE WHEN {differs} THEN 1 ELSE 0 END WHERE id = ?",
                 [*values.values(), *(values[key] for key in edited), now,
                  *(values[key] for key in edited), hook_id])
             if cursor.rowcount == 0:  # deleted by another request since get()
@@ -249,7 +250,7 @@ class HookStore:
     def enabled_for(self, trigger_id: str) -> dict | None:
         """The one enabled hook of a trigger, or None."""
         row = self.store.query_one(f"SELECT {_RECORD} FROM hooks WHERE "
-                                   "trigger_id = ? AND enabled = 1", (trigger_id,))
+                                   "trigger_id = ? AND enabled = TRUE", (trigger_id,))
         return None if row is None else _to_hook(row)
 
     def validate_script(self, script: str, trigger_id: str, dependencies: dict | None = None,
@@ -312,8 +313,9 @@ def _disable_others(db, trigger_id: str, hook_id: str, now: str) -> None:
     # Same transaction as the enable: the partial unique index hooks_one_enabled would refuse
     # a second enabled hook, and no reader ever sees two (or, mid-switch, none committed).
     # Being disabled is a change of the hook: an editor that loaded it enabled must reload.
-    db.execute("UPDATE hooks SET enabled = 0, updated_at = ?, version = version + 1 "
-               "WHERE trigger_id = ? AND enabled = 1 AND id != ?", (now, trigger_id, hook_id))
+    db.execute("UPDATE hooks SET enabled = FALSE, updated_at = ?, version = version + 1 "
+               "WHERE trigger_id = ? AND enabled = TRUE AND id <> ?",
+               (now, trigger_id, hook_id))
 
 
 def _to_hook(row) -> dict:

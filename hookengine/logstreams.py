@@ -115,7 +115,7 @@ class LogStreams:
                 "INSERT INTO log_streams (id, name, type, status, is_priority, filters, sink, "
                 "created_at) VALUES (?, ?, 'http', 'active', ?, ?, ?, ?) RETURNING seq",
                 (f"new {ULID()}", body.get("name") or "HTTP log stream",
-                 int(body.get("isPriority", False)), json.dumps(body.get("filters", [])),
+                 bool(body.get("isPriority", False)), json.dumps(body.get("filters", [])),
                  self._sealed(sink), utc_now())).fetchone()[0]
             stream_id = f"lst_{seq:016d}"
             db.execute("UPDATE log_streams SET id = ? WHERE seq = ?", (stream_id, seq))
@@ -136,7 +136,7 @@ class LogStreams:
             if "httpEndpoint" in body.get("sink", {}):
                 self.check_endpoint(sink["httpEndpoint"])
             changes = {"name": body.get("name", row["name"]),
-                       "is_priority": int(body.get("isPriority", row["is_priority"])),
+                       "is_priority": bool(body.get("isPriority", row["is_priority"])),
                        "filters": json.dumps(body.get("filters", json.loads(row["filters"]))),
                        "sink": self._sealed(sink), "status": body.get("status", row["status"])}
             if body.get("status") == "active":

@@ -215,6 +215,25 @@ MIGRATIONS = (
     ALTER TABLE executions ADD COLUMN node_id TEXT;
     CREATE INDEX executions_running_node ON executions(node_id) WHERE status = 'running';
     """,
+    """
+    -- Flags are BOOLEAN, so the services write TRUE/FALSE (and Python bools) on both stores,
+    -- as SQLite's integer columns take them too. The partial index compares with 1: it goes,
+    -- and comes back on the boolean.
+    DROP INDEX hooks_one_enabled;
+    ALTER TABLE hooks ALTER COLUMN enabled DROP DEFAULT,
+        ALTER COLUMN enabled TYPE BOOLEAN USING enabled <> 0,
+        ALTER COLUMN enabled SET DEFAULT FALSE;
+    CREATE UNIQUE INDEX hooks_one_enabled ON hooks(trigger_id) WHERE enabled;
+    ALTER TABLE log_streams ALTER COLUMN is_priority DROP DEFAULT,
+        ALTER COLUMN is_priority TYPE BOOLEAN USING is_priority <> 0,
+        ALTER COLUMN is_priority SET DEFAULT FALSE;
+    ALTER TABLE phone_providers ALTER COLUMN disabled DROP DEFAULT,
+        ALTER COLUMN disabled TYPE BOOLEAN USING disabled <> 0,
+        ALTER COLUMN disabled SET DEFAULT FALSE;
+    ALTER TABLE phone_templates ALTER COLUMN disabled DROP DEFAULT,
+        ALTER COLUMN disabled TYPE BOOLEAN USING disabled <> 0,
+        ALTER COLUMN disabled SET DEFAULT FALSE;
+    """,
 )
 
 
