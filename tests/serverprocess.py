@@ -73,6 +73,8 @@ class ServerProcess:
         self.stderr_path = os.path.join(self.data_dir, "server.log")
 
     def start(self) -> "ServerProcess":
+        # On PostgreSQL nothing has made the data directory yet (the store is elsewhere).
+        os.makedirs(self.data_dir, mode=0o700, exist_ok=True)
         self._stderr = open(self.stderr_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "hookengine.cli", "serve", "--port", str(self.port)],

@@ -128,12 +128,13 @@ def gate():
 
 
 @pytest.fixture
-def start_server(tmp_path, gate):
+def start_server(tmp_path, gate, backend_settings):
     started = []
 
     def start(**settings):
         server = ServerProcess(tmp_path / "data", HOST_MAP=f"gate.test={gate.url}",
-                               EGRESS_ALLOW="gate.test", **settings).start()
+                               EGRESS_ALLOW="gate.test", **backend_settings,
+                               **settings).start()
         started.append(server)
         return server
     yield start
