@@ -86,6 +86,17 @@ def backend(request):
 
 
 @pytest.fixture
+def sqlite_only(backend):
+    """sqlite_only(why): skip this test's PostgreSQL half, for a test about SQLite itself (its
+    file, WAL, its locking, its migrations of older data directories). `why` is the reason
+    pytest shows; a test about the store's behaviour must run on both instead."""
+    def skip(why: str) -> None:
+        if backend != "sqlite":
+            pytest.skip(f"about SQLite itself: {why}")
+    return skip
+
+
+@pytest.fixture
 def backend_settings(backend, request):
     """Settings that put the store on the backend: none for SQLite (the data directory).
 

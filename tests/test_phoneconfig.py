@@ -3,8 +3,6 @@ every refusal, the Twilio token kept out of answers and stored encrypted."""
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 
 from hookengine.phoneconfig import DEFAULT_TEMPLATES, FACTORS
@@ -150,8 +148,7 @@ def test_sending_back_the_masked_token_keeps_the_stored_one(client, headers, eng
 def test_the_token_is_stored_encrypted(client, headers, engine):
     call(client, headers, "PUT", f"{PHONE}/providers/twilio",
          {"sid": "AC1", "auth_token": "plain-token-value"})
-    with sqlite3.connect(engine.store.path) as db:
-        stored = " ".join(row[0] for row in db.execute("SELECT value FROM phone_config"))
+    stored = " ".join(row[0] for row in engine.store.query("SELECT value FROM phone_config"))
     assert "AC1" in stored and "plain-token-value" not in stored
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 
 import pytest
@@ -187,9 +186,9 @@ def test_hook_printing_its_secret_is_redacted_everywhere(client, auth, hook,
     record = run(client, auth, hook["id"], {"payload": payload}).json
     raw = json.dumps(record)
     assert "k-123" not in raw and "[secret:API_KEY]" in raw
-    database = sqlite3.connect(engine.store.path)
-    stored = [database.execute("SELECT payload, result FROM executions").fetchall(),
-              database.execute("SELECT message, request FROM log_lines").fetchall()]
+    stored = [[tuple(row) for row in engine.store.query(sql)]
+              for sql in ("SELECT payload, result FROM executions",
+                          "SELECT message, request FROM log_lines")]
     assert "k-123" not in json.dumps(stored)
 
 
@@ -301,21 +300,41 @@ def test_strptime_works_in_hooks(client, auth, make_hook):
     assert record["result"] == [2026, 12]
 
 
+def query_plan(store, sql: str, args) -> str:
+    """The plan the store's database picks for `sql`, as one text. PostgreSQL's planner
+    weighs statistics, brought up to date first, and reading the whole table is priced out:
+    what is checked is that an index serves the query, not which plan wins at this size."""
+    if store.backend == "sqlite":
+        return " ".join(row[3] for row in store.query(f"EXPLAIN QUERY PLAN {sql}", args))
+    store.connection().execute("VACUUM ANALYZE executions")
+    with store.transaction() as db:
+        db.execute("SET LOCAL enable_seqscan = off")
+        return " ".join(row[0] for row in db.execute(f"EXPLAIN {sql}", args).fetchall())
+
+
+def uses_index(store, plan: str, index: str) -> bool:
+    """Whether `plan` reads through `index` (or one whose name starts so), not a table scan."""
+    if store.backend == "sqlite":
+        return "USING" in plan and f"INDEX {index}" in plan
+    return f" {index}" in plan and "Seq Scan" not in plan
+
+
 def test_execution_listing_uses_indexes_with_many_records(client, auth, hook, engine):
-    """20,000 records: pages come from the (hook_id, id) index, never a table scan."""
+    """60,000 records, a sixth of them the hook's: pages come from the (hook_id, id) index,
+    never a table scan. (With half the table one hook's, PostgreSQL rightly pages it through
+    the primary key.)"""
     with engine.store.transaction() as db:
         db.executemany(
             "INSERT INTO executions (id, hook_id, trigger_id, source, status, started_at) "
             "VALUES (?, ?, 'send-phone-message', 'test', 'success', '2026-11-23T00:00:00Z')",
-            [(f"01H{n:023d}", hook["id"] if n % 2 else "other") for n in range(20_000)])
+            [(f"01H{n:023d}", hook["id"] if n % 6 == 1 else "other") for n in range(60_000)])
     count_sql, list_sql, values = listing_sql({"hook_id": hook["id"], "status": None})
-    plans = [" ".join(row[3] for row in engine.store.query(f"EXPLAIN QUERY PLAN {sql}", args))
+    plans = [query_plan(engine.store, sql, args)
              for sql, args in ((list_sql, (*values, 50, 9000)), (count_sql, values))]
-    assert all("USING" in plan and "INDEX executions_hook" in plan for plan in plans), plans
+    assert all(uses_index(engine.store, plan, "executions_hook") for plan in plans), plans
     count_sql, list_sql, values = listing_sql({"status": "error"})
-    plan = " ".join(row[3] for row in engine.store.query(f"EXPLAIN QUERY PLAN {list_sql}",
-                                                         (*values, 50, 0)))
-    assert "INDEX executions_status" in plan, plan
+    plan = query_plan(engine.store, list_sql, (*values, 50, 0))
+    assert uses_index(engine.store, plan, "executions_status"), plan
     page = client.get(f"/api/v2/hooks/{hook['id']}/executions?include_totals=true&page=99"
                       "&per_page=100", headers=auth("read:hooks")).json
     assert page["total"] == 10_000 and len(page["executions"]) == 100
@@ -337,10 +356,8 @@ def test_an_engine_fault_mid_run_closes_the_record(app, client, auth, hook, engi
 def test_a_run_whose_record_cannot_be_saved_still_answers(client, auth, hook, engine,
                                                           monkeypatch):
     """Once the hook ran (an SMS may be out), a full disk must not turn into a retryable 503."""
-    import sqlite3
-
     def full(record, lines):
-        raise sqlite3.OperationalError("database or disk is full")
+        raise engine.store.unavailable[0]("database or disk is full")
 
     monkeypatch.setattr(engine.executions, "finish", full)
     response = run(client, auth, hook["id"], {})
@@ -390,7 +407,7 @@ def test_a_busy_store_mid_run_holds_the_lines_for_the_outcome(client, auth, make
 
     def busy(record, lines):
         attempts.append(lines)
-        raise sqlite3.OperationalError("database is locked")
+        raise engine.store.unavailable[0]("database is locked")
 
     monkeypatch.setattr(engine.executions, "add_lines", busy)
     hook = make_hook(script="import time\n"

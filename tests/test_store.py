@@ -6,6 +6,7 @@ import pytest
 
 import logging
 import stat
+from pathlib import Path
 
 from hookengine.store import DB_NAME, MIGRATIONS, Store
 
@@ -55,19 +56,26 @@ def test_data_directory_is_owner_only(tmp_path):
     assert stat.S_IMODE((tmp_path / "data").stat().st_mode) == 0o700
 
 
-def test_database_holds_no_plaintext_secret(app, client, auth, make_hook, engine):
+def test_database_holds_no_plaintext_secret(app, client, auth, make_hook, engine, backend,
+                                           request):
     hook = make_hook()
     value = "plaintext-canary-7f3a9c"
     response = client.post(f"/api/v2/hooks/{hook['id']}/secrets",
                            json={"CANARY": value, "OTHER": value + "-2"}, headers=auth())
     assert response.status_code == 201
     assert engine.secrets.values(hook["id"])["CANARY"] == value  # stored, and decryptable
-    data_dir = engine.store.data_dir
-    files = [data_dir / name for name in (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm")]
-    # Before and after a checkpoint: the value must be in neither the WAL nor the main file.
-    for checkpoint in (False, True):
-        if checkpoint:
-            engine.store.connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    if backend == "sqlite":
+        data_dir = engine.store.data_dir
+        files = [data_dir / name for name in (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm")]
+        checkpoint = "PRAGMA wal_checkpoint(TRUNCATE)"
+    else:  # the whole cluster on disk: tables, indexes and the write-ahead log
+        data_dir = Path(request.getfixturevalue("pg_cluster").data)
+        files = [path for path in data_dir.rglob("*") if path.is_file()]
+        checkpoint = "CHECKPOINT"
+    # Before and after a checkpoint: the value must be in neither the log nor the tables.
+    for checkpointed in (False, True):
+        if checkpointed:
+            engine.store.connection().execute(checkpoint)
         contents = b"".join(path.read_bytes() for path in files if path.exists())
         assert contents, "no database file found"
         assert value.encode() not in contents
