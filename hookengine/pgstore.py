@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import itertools
 import logging
 import re
@@ -299,6 +300,9 @@ class PostgresStore:
     final_positions = f"{HORIZON} * {LINE_SHIFT}"
     # The database's clock in POSIX seconds: every node reckons leases by it.
     epoch = "EXTRACT(EPOCH FROM clock_timestamp())::float8"
+    # READ COMMITTED lets another transaction change a row between our read and our write:
+    # rows read in order to be changed stay locked until the transaction ends.
+    for_update = " FOR UPDATE"
 
     def __init__(self, url: str, pool_size: int, data_dir=None):
         self.url = url
@@ -338,6 +342,31 @@ class PostgresStore:
 
     def line_positions(self, db: _Transaction, count: int) -> list[int]:
         return db.line_positions(count)
+
+    def lock(self, db: _Transaction, name: str) -> None:
+        """Hold the lock `name` until `db`'s transaction ends (see store.Store.lock): under
+        READ COMMITTED two transactions would otherwise both read the state before either
+        wrote it. A transaction-scoped advisory lock, so no row has to exist to be locked."""
+        db.execute("SELECT pg_advisory_xact_lock(?)", (lock_key(name),))
+
+    @contextlib.contextmanager
+    def exclusive(self, name: str):
+        """Whether this engine holds `name` for the block, alone among every node (see
+        store.Store.exclusive): a session advisory lock on a connection kept for the block,
+        which PostgreSQL drops if the node dies or its connection breaks."""
+        key = lock_key(name)
+        with self.pool.connection() as connection:
+            held = connection.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]
+            try:
+                yield held
+            finally:
+                if held:
+                    try:
+                        connection.execute("SELECT pg_advisory_unlock(%s)", (key,))
+                    except psycopg.Error:
+                        # Never back into the pool still holding it: ending the session
+                        # ends the lock.
+                        connection.close()
 
     def json_field(self, column: str, name: str) -> str:
         """See store.Store.json_field: the columns hold JSON as text."""
@@ -399,6 +428,12 @@ def _configure(connection) -> None:
     # ever; no statement of ours takes long.
     connection.execute("SET idle_in_transaction_session_timeout = '60s'")
     connection.execute("SET statement_timeout = '30s'")
+
+
+def lock_key(name: str) -> int:
+    """The advisory lock key of a lock name: a signed 64-bit integer, the same on every node."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big",
+                          signed=True)
 
 
 def _safe(url: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import re
@@ -281,6 +282,9 @@ class Store:
     final_positions = None
     # The database's clock in POSIX seconds (leases are reckoned by it).
     epoch = "((julianday('now') - 2440587.5) * 86400.0)"
+    # Appended to a SELECT whose rows the transaction goes on to change. BEGIN IMMEDIATE
+    # already makes every writer wait for the one before it, so no row lock is needed.
+    for_update = ""
 
     def __init__(self, data_dir: str | os.PathLike):
         self.data_dir = Path(data_dir)
@@ -334,6 +338,29 @@ class Store:
 
     def line_positions(self, db, count: int) -> list[None]:
         return [None] * count
+
+    def lock(self, db, name: str) -> None:
+        """Hold the lock `name` until `db`'s transaction ends, so that work which reads shared
+        state and then writes on what it read (a count under a cap, the one enabled hook of a
+        trigger) runs one transaction at a time. Nothing to do here: BEGIN IMMEDIATE took the
+        database's write lock, which every other writer waits for."""
+
+    @contextlib.contextmanager
+    def exclusive(self, name: str):
+        """Whether this engine holds `name` for the block, alone among every engine on this
+        store (the one log delivery worker): `flock` on a file of the data directory, which
+        the kernel drops when its holder dies. It does not wait: held elsewhere is False."""
+        fd = os.open(self.data_dir / f"{name}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                     0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held = True
+            except BlockingIOError:
+                held = False
+            yield held
+        finally:
+            os.close(fd)  # and with it the lock
 
     def json_field(self, column: str, name: str) -> str:
         """SQL for the top-level field `name` of the JSON document in `column`, a scalar (NULL
