@@ -96,6 +96,11 @@ HOOK_CHECK = {
     "examples": [{"script": _EXAMPLE_SCRIPT, "triggerId": "send-phone-message"}],
 }
 
+# Held by every create and update for its whole transaction: a save reads (is the name free,
+# which hook of the trigger is enabled, which version If-Match names) and then writes on what
+# it read, which SQLite's single writer made safe and PostgreSQL's READ COMMITTED does not.
+HOOKS_LOCK = "hooks"
+
 _COLUMNS = "id, name, script, trigger_id, enabled, dependencies"
 _STATE = "dependencies_status, dependencies_error, lockfile, environment"
 _RECORD = f"{_COLUMNS}, {_STATE}, version"  # what _to_hook reads
@@ -115,6 +120,7 @@ class HookStore:
         now = utc_now()
         hook_id = str(ULID())
         with self.store.transaction() as db:
+            self.store.lock(db, HOOKS_LOCK)
             self._check_name_free(db, data["name"])
             # Auth0's docs: the first hook created for an extensibility point is enabled.
             first = db.execute("SELECT 1 FROM hooks WHERE trigger_id = ? LIMIT 1",
@@ -210,9 +216,10 @@ class HookStore:
             changes["dependencies_status"] = INSTALLING if dependencies else READY
         now = utc_now()
         with self.store.transaction() as db:
+            self.store.lock(db, HOOKS_LOCK)
             if if_match is not None:
                 # Read here, where no other save can come in between (the transaction holds
-                # the write lock from its start): one made since get() fails the condition.
+                # HOOKS_LOCK from its start): one made since get() fails the condition.
                 current = db.execute("SELECT id, version, updated_at FROM hooks WHERE id = ?",
                                      (hook_id,)).fetchone()
                 if current is None:
@@ -312,6 +319,8 @@ def etag(hook: dict) -> str:
 def _disable_others(db, trigger_id: str, hook_id: str, now: str) -> None:
     # Same transaction as the enable: the partial unique index hooks_one_enabled would refuse
     # a second enabled hook, and no reader ever sees two (or, mid-switch, none committed).
+    # The caller holds HOOKS_LOCK: two enables at once take turns, where on PostgreSQL the
+    # second would not see the first's and would meet the index (a 500) or a deadlock.
     # Being disabled is a change of the hook: an editor that loaded it enabled must reload.
     db.execute("UPDATE hooks SET enabled = FALSE, updated_at = ?, version = version + 1 "
                "WHERE trigger_id = ? AND enabled = TRUE AND id <> ?",

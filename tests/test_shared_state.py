@@ -1,0 +1,98 @@
+"""Shared state under concurrency: what SQLite's single writer made safe must hold on
+PostgreSQL too, where READ COMMITTED lets two transactions read the same state before either
+writes on it.
+
+Each test races two engines on one database (create_app twice on the same settings: two
+nodes, or two processes on one data directory) from many threads released at once, and
+checks the invariant: never more than the cap, one claim per key, one delivering worker,
+one enabled hook per trigger.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from hookengine import create_app
+
+pytestmark = pytest.mark.backends
+
+THREADS = 12  # per engine: within a PostgreSQL engine's pool (SERVER_THREADS + 4)
+ROUNDS = 3    # a race lost by chance once is unlikely to be lost three times
+
+
+@pytest.fixture
+def app_settings(app_settings):
+    return {**app_settings, "EGRESS_ALLOW": "127.0.0.1/32", "MAX_LOG_STREAMS": 3,
+            "MAX_SECRETS": 6}
+
+
+@pytest.fixture
+def apps(app, app_settings, sandbox):
+    """The `app` and a second one on the same database: two nodes."""
+    other = create_app(app_settings, env_file=None, sandbox=sandbox)
+    yield [app, other]
+    other.extensions["hookengine"].close()
+
+
+@pytest.fixture
+def engines(apps):
+    return [each.extensions["hookengine"] for each in apps]
+
+
+def race(*calls) -> list:
+    """Run every call at once, each on a thread of its own released by one barrier; the
+    results in order, an exception standing for the result of a call that raised one."""
+    barrier = threading.Barrier(len(calls))
+    results: list = [None] * len(calls)
+
+    def run(index, call):
+        barrier.wait()
+        try:
+            results[index] = call()
+        except Exception as error:  # noqa: BLE001 - the test looks at what each one got
+            results[index] = error
+
+    threads = [threading.Thread(target=run, args=item) for item in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return results
+
+
+def on_both(engines, make, count: int = THREADS) -> list:
+    """`count` calls per engine, `make(engine, n)` building each."""
+    return [make(engine, n) for n in range(count) for engine in engines]
+
+
+def unexpected(results, *expected: type) -> list:
+    return [r for r in results if isinstance(r, Exception) and not isinstance(r, expected)]
+
+
+def test_one_trigger_never_has_two_hooks_enabled(apps, engines, script_for):
+    headers = {"Authorization": f"Bearer {engines[0].tokens.create([])}"}
+    trigger = "send-phone-message"
+
+    def create(app, n):
+        return lambda: app.test_client().post("/api/v2/hooks", headers=headers, json={
+            "name": f"hook-{n}-{id(app)}", "script": script_for(trigger), "triggerId": trigger})
+
+    # The first hooks of a trigger, created at once: the first is enabled, and only it.
+    created = race(*on_both(apps, create, 4))
+    assert [r.status_code for r in created] == [201] * len(created), [r.json for r in created]
+    assert sum(r.json["enabled"] for r in created) == 1
+    ids = [r.json["id"] for r in created]
+
+    def enable(app, n):
+        hook_id = ids[n % len(ids)]
+        return lambda: app.test_client().patch(f"/api/v2/hooks/{hook_id}", headers=headers,
+                                               json={"enabled": True})
+
+    for _ in range(ROUNDS):
+        answers = race(*on_both(apps, enable))
+        assert [r.status_code for r in answers] == [200] * len(answers), [
+            r.json for r in answers if r.status_code != 200]
+        enabled = [h["id"] for h in engines[1].hooks.list(per_page=100)[1] if h["enabled"]]
+        assert len(enabled) == 1
