@@ -15,6 +15,7 @@ import threading
 import pytest
 
 from hookengine import create_app
+from hookengine.phone.ratelimit import Buckets
 
 pytestmark = pytest.mark.backends
 
@@ -69,6 +70,20 @@ def on_both(engines, make, count: int = THREADS) -> list:
 
 def unexpected(results, *expected: type) -> list:
     return [r for r in results if isinstance(r, Exception) and not isinstance(r, expected)]
+
+
+def test_a_bucket_is_never_overspent(engines):
+    size = 5
+    for round_ in range(ROUNDS):
+        user = f"auth0|{round_}"
+        takes = race(*on_both(engines, lambda engine, n: lambda: Buckets(engine.store).take(
+            user, size=size, refill_seconds=3600, now=1000.0)))
+        assert unexpected(takes) == []
+        assert sum(take.allowed for take in takes) == size, [t.remaining for t in takes]
+        # And a bucket that exists already: refilled by one token, then raced again.
+        takes = race(*on_both(engines, lambda engine, n: lambda: Buckets(engine.store).take(
+            user, size=size, refill_seconds=3600, now=1000.0 + 3600)))
+        assert sum(take.allowed for take in takes) == 1
 
 
 def test_one_trigger_never_has_two_hooks_enabled(apps, engines, script_for):

@@ -1,4 +1,4 @@
-"""The per-user token bucket of phone messages, kept in SQLite so a restart refills nothing."""
+"""The per-user token bucket of phone messages, kept in the store so a restart refills nothing."""
 
 from __future__ import annotations
 
@@ -37,18 +37,21 @@ class Buckets:
         self.store = store
 
     def take(self, user_id: str, size: int, refill_seconds: float, now: float) -> Take:
-        # One transaction: two concurrent requests of one user cannot both take the last token.
+        # One transaction, and the bucket's row locked from the read to the write: two
+        # concurrent requests of one user cannot both take the last token. A new user's
+        # bucket is made full first, so that there is always a row to lock (two first
+        # requests at once would otherwise both start from a full bucket).
         with self.store.transaction() as db:
-            row = db.execute("SELECT tokens, updated FROM phone_buckets WHERE user_id = ?",
-                             (user_id,)).fetchone()
-            tokens = float(size) if row is None else _refilled(row["tokens"], row["updated"],
-                                                               size, refill_seconds, now)
+            db.execute("INSERT INTO phone_buckets (user_id, tokens, updated) VALUES (?, ?, ?) "
+                       "ON CONFLICT (user_id) DO NOTHING", (user_id, float(size), now))
+            row = db.execute("SELECT tokens, updated FROM phone_buckets WHERE user_id = ?"
+                             + self.store.for_update, (user_id,)).fetchone()
+            tokens = _refilled(row["tokens"], row["updated"], size, refill_seconds, now)
             allowed = tokens >= 1
             if allowed:
                 tokens -= 1
-            db.execute("INSERT INTO phone_buckets (user_id, tokens, updated) VALUES (?, ?, ?) "
-                       "ON CONFLICT(user_id) DO UPDATE SET tokens = excluded.tokens, "
-                       "updated = excluded.updated", (user_id, tokens, now))
+            db.execute("UPDATE phone_buckets SET tokens = ?, updated = ? WHERE user_id = ?",
+                       (tokens, now, user_id))
         return Take(allowed=allowed, limit=size, remaining=int(tokens),
                     reset=math.ceil(now + (size - tokens) * refill_seconds),
                     retry_after=0 if allowed else math.ceil((1 - tokens) * refill_seconds))
