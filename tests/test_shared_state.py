@@ -15,6 +15,8 @@ import threading
 import pytest
 
 from hookengine import create_app
+from hookengine.phone.errors import DeliveryRefused
+from hookengine.phone.providers import DevOutbox, Message
 from hookengine.phone.ratelimit import Buckets
 
 pytestmark = pytest.mark.backends
@@ -84,6 +86,22 @@ def test_a_bucket_is_never_overspent(engines):
         takes = race(*on_both(engines, lambda engine, n: lambda: Buckets(engine.store).take(
             user, size=size, refill_seconds=3600, now=1000.0 + 3600)))
         assert sum(take.allowed for take in takes) == 1
+
+
+def message(n: int) -> Message:
+    return Message(recipient="+14155550123", text=f"code {n}", message_type="sms",
+                   action="enrollment", user_id=f"auth0|{n}")
+
+
+def test_the_development_outbox_never_passes_its_cap(engines):
+    cap = 0
+    for _ in range(ROUNDS):
+        cap += 4  # the cap is the table's lifetime count: raise it for each round
+        sends = race(*on_both(engines, lambda engine, n: lambda: DevOutbox(
+            engine.store, cap=cap).send(message(n))))
+        assert unexpected(sends, DeliveryRefused) == []
+        assert DevOutbox(engines[0].store, cap=cap).count() == cap
+        assert len([s for s in sends if not isinstance(s, Exception)]) == 4
 
 
 def test_one_trigger_never_has_two_hooks_enabled(apps, engines, script_for):

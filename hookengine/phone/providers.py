@@ -52,8 +52,10 @@ class DevOutbox:
         self.cap = cap
 
     def send(self, message: Message) -> Sent:
-        # Counted and written in one transaction: concurrent sends cannot pass the cap.
+        # Counted and written in one transaction, under a lock (nodes sending at once would
+        # otherwise each count the same rows): concurrent sends cannot pass the cap.
         with self.store.transaction() as db:
+            self.store.lock(db, "phone_dev_outbox")
             sent = db.execute("SELECT COUNT(*) FROM phone_dev_outbox").fetchone()[0]
             if sent >= self.cap:
                 raise DeliveryRefused(
