@@ -15,7 +15,9 @@ import threading
 import pytest
 
 from hookengine import create_app
+from hookengine.errors import Conflict
 from hookengine.phone.errors import DeliveryRefused
+from hookengine.phone.idempotency import STALE_CLAIM_SECONDS, IdempotencyKeys
 from hookengine.phone.providers import DevOutbox, Message
 from hookengine.phone.ratelimit import Buckets
 
@@ -102,6 +104,30 @@ def test_the_development_outbox_never_passes_its_cap(engines):
         assert unexpected(sends, DeliveryRefused) == []
         assert DevOutbox(engines[0].store, cap=cap).count() == cap
         assert len([s for s in sends if not isinstance(s, Exception)]) == 4
+
+
+def test_an_idempotency_key_never_sends_twice(engines):
+    body = {"recipient": "+14155550123", "code": "123456"}
+
+    def deliver(engine, key, now):
+        keys = IdempotencyKeys(engine.store)
+        if keys.begin(key, body, now) is not None:
+            return "replayed"
+        sent = DevOutbox(engine.store).send(message(0))
+        keys.finish(key, 200, {"status": "sent", "id": sent.reference}, {})
+        return "sent"
+
+    for round_ in range(ROUNDS):
+        key = f"key-{round_}"
+        answers = race(*on_both(engines, lambda engine, n: lambda: deliver(engine, key, 0)))
+        assert unexpected(answers, Conflict) == []
+        assert answers.count("sent") == 1, answers
+    # A claim left by a killed request, taken over by many retries at once: by one of them.
+    IdempotencyKeys(engines[0].store).begin("stale", body, 0)
+    later = STALE_CLAIM_SECONDS + 1
+    answers = race(*on_both(engines, lambda engine, n: lambda: deliver(engine, "stale", later)))
+    assert unexpected(answers, Conflict) == [] and answers.count("sent") == 1, answers
+    assert DevOutbox(engines[0].store).count() == ROUNDS + 1
 
 
 def test_one_trigger_never_has_two_hooks_enabled(apps, engines, script_for):

@@ -46,14 +46,20 @@ class IdempotencyKeys:
         fingerprint = _fingerprint(body)
         with self.store.transaction() as db:
             db.execute("DELETE FROM phone_idempotency WHERE created < ?", (now - KEEP_SECONDS,))
-            row = db.execute("SELECT fingerprint, status, body, headers, created FROM "
-                             "phone_idempotency WHERE key = ?", (key,)).fetchone()
-            stale = (row is not None and row["status"] is None
-                     and row["created"] < now - STALE_CLAIM_SECONDS)
-            if row is None or stale:
-                db.execute("INSERT OR REPLACE INTO phone_idempotency (key, fingerprint, created) "
-                           "VALUES (?, ?, ?)", (key, fingerprint, now))
+            # The claim is one statement, so that of requests with one key arriving together
+            # (on several nodes) exactly one gets it: a new key, or a claim gone stale.
+            claimed = db.execute(
+                "INSERT INTO phone_idempotency (key, fingerprint, created) VALUES (?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET fingerprint = excluded.fingerprint, "
+                "created = excluded.created WHERE phone_idempotency.status IS NULL AND "
+                "phone_idempotency.created < ? RETURNING key",
+                (key, fingerprint, now, now - STALE_CLAIM_SECONDS)).fetchone()
+            if claimed is not None:
                 return None
+            row = db.execute("SELECT fingerprint, status, body, headers FROM "
+                             "phone_idempotency WHERE key = ?", (key,)).fetchone()
+        if row is None:  # its request abandoned it between our two statements: free again
+            return self.begin(key, body, now)
         if row["fingerprint"] != fingerprint:
             raise Conflict("This Idempotency-Key was used with a different request body; use "
                            "a new key for a new delivery.", error_code="idempotency_key_reused")
