@@ -1,4 +1,5 @@
-"""The log stream delivery worker: empties each stream's outbox, at least once.
+"""The log stream delivery worker: empties each stream's outbox, at least once, one worker
+at a time among every engine sharing the store.
 
 A batch is sent up to three times (with backoff); a row leaves the outbox only after the
 receiver answered 2xx, so a receiver outage or an engine killed mid-request loses nothing:
@@ -23,6 +24,8 @@ BATCH = 100                 # logs per request
 ATTEMPT_BACKOFF = (0.5, 1.0)  # seconds before the second and third attempt
 REQUEST_TIMEOUT = 10.0
 POLL_SECONDS = 1.0          # how often the outboxes are looked at when nothing wakes us
+# Held (store.exclusive) by the one worker delivering, among every engine on the store.
+DELIVERY_LOCK = "log-delivery"
 
 
 def encode(entries: list[dict], content_format: str) -> bytes:
@@ -75,15 +78,20 @@ class LogDelivery:
                 self.logs.recorded.wait(POLL_SECONDS)
 
     def deliver_due(self) -> bool:
-        """One batch for each active stream that is due; whether any batch was sent."""
-        busy = False
-        for stream in self.store.query(
-                "SELECT * FROM log_streams WHERE status = 'active' AND retry_at <= ? "
-                "ORDER BY is_priority DESC, seq", (time.time(),)):
-            if self.stopping.is_set():
-                break
-            busy |= self._deliver_batch(stream)
-        return busy
+        """One batch for each active stream that is due; whether any batch was sent. Only
+        while no other worker on the same store (another node, another engine) delivers: two
+        would send the same rows at once, and a receiver would see every batch twice."""
+        with self.store.exclusive(DELIVERY_LOCK) as alone:
+            if not alone:
+                return False
+            busy = False
+            for stream in self.store.query(
+                    "SELECT * FROM log_streams WHERE status = 'active' AND retry_at <= ? "
+                    "ORDER BY is_priority DESC, seq", (time.time(),)):
+                if self.stopping.is_set():
+                    break
+                busy |= self._deliver_batch(stream)
+            return busy
 
     def _deliver_batch(self, stream) -> bool:
         rows = self.store.query(
@@ -136,8 +144,9 @@ class LogDelivery:
 
     def _failed(self, stream_id: str, failed_at: float, error: str) -> None:
         with self.store.transaction() as db:
-            row = db.execute("SELECT status, failing_since FROM log_streams WHERE id = ?",
-                             (stream_id,)).fetchone()
+            # Locked till the write: a status the API sets meanwhile (paused) is not undone.
+            row = db.execute("SELECT status, failing_since FROM log_streams WHERE id = ?"
+                             + self.store.for_update, (stream_id,)).fetchone()
             if row is None:
                 return  # deleted meanwhile
             since = row["failing_since"] or failed_at

@@ -10,7 +10,9 @@ one enabled hook per trigger.
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 
 import pytest
 
@@ -20,6 +22,7 @@ from hookengine.phone.errors import DeliveryRefused
 from hookengine.phone.idempotency import STALE_CLAIM_SECONDS, IdempotencyKeys
 from hookengine.phone.providers import DevOutbox, Message
 from hookengine.phone.ratelimit import Buckets
+from loopback import LoopbackServer, QuietHandler
 
 pytestmark = pytest.mark.backends
 
@@ -128,6 +131,60 @@ def test_an_idempotency_key_never_sends_twice(engines):
     answers = race(*on_both(engines, lambda engine, n: lambda: deliver(engine, "stale", later)))
     assert unexpected(answers, Conflict) == [] and answers.count("sent") == 1, answers
     assert DevOutbox(engines[0].store).count() == ROUNDS + 1
+
+
+class Receiver:
+    """A log stream's receiver that counts the requests it is serving at once."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.in_flight = self.most_at_once = 0
+        self.log_ids: list[str] = []
+        receiver = self
+
+        class Handler(QuietHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                with receiver.lock:
+                    receiver.in_flight += 1
+                    receiver.most_at_once = max(receiver.most_at_once, receiver.in_flight)
+                time.sleep(0.05)  # a SIEM taking its time: room for a second worker to come
+                with receiver.lock:
+                    receiver.in_flight -= 1
+                    receiver.log_ids += [json.loads(line)["log_id"]
+                                         for line in body.decode().splitlines()]
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = LoopbackServer(Handler)
+        self.url = f"{self.server.url}/ingest"
+
+
+@pytest.fixture
+def receiver():
+    made = Receiver()
+    yield made
+    made.server.close()
+
+
+def test_one_worker_delivers_log_streams_across_engines(engines, receiver):
+    engines[0].log_streams.create({"name": "siem", "type": "http",
+                                   "sink": {"httpEndpoint": receiver.url}})
+    recorded = [engines[n % 2].logs.record({"type": "gd_send_sms"})["log_id"]
+                for n in range(450)]  # five batches
+    deadline = time.monotonic() + 60
+
+    def work(engine):
+        def loop():
+            while time.monotonic() < deadline and engine.store.query_one(
+                    "SELECT COUNT(*) FROM log_stream_outbox")[0]:
+                engine.log_delivery.deliver_due()
+        return loop
+
+    assert unexpected(race(*on_both(engines, lambda engine, n: work(engine), 3))) == []
+    assert receiver.most_at_once == 1
+    assert sorted(receiver.log_ids) == sorted(recorded)  # each once: no batch sent twice
 
 
 def test_one_trigger_never_has_two_hooks_enabled(apps, engines, script_for):
