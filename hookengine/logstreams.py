@@ -107,6 +107,7 @@ class LogStreams:
         self.check_endpoint(sink["httpEndpoint"])
         start = _start_from(body.get("startFrom"))
         with self.store.transaction() as db:
+            self.store.lock(db, "log_streams")  # nodes creating at once count one by one
             count = db.execute("SELECT COUNT(*) FROM log_streams").fetchone()[0]
             if count >= self.max_streams:
                 raise Conflict("You have reached the maximum number of log streams for your "
@@ -195,8 +196,10 @@ class LogStreams:
         return True
 
     def _row(self, stream_id: str, db=None):
+        """The stream's row; read in `db`, it stays locked until that transaction writes
+        what it read it for (the worker's failure record cannot come in between)."""
         sql, params = "SELECT * FROM log_streams WHERE id = ?", (stream_id,)
-        row = (db.execute(sql, params).fetchone() if db is not None
+        row = (db.execute(sql + self.store.for_update, params).fetchone() if db is not None
                else self.store.query_one(sql, params))
         if row is None:
             raise NotFound("The log stream does not exist.", error_code="inexistent_log_stream")

@@ -212,3 +212,11 @@ def test_one_trigger_never_has_two_hooks_enabled(apps, engines, script_for):
             r.json for r in answers if r.status_code != 200]
         enabled = [h["id"] for h in engines[1].hooks.list(per_page=100)[1] if h["enabled"]]
         assert len(enabled) == 1
+
+
+def test_log_streams_never_pass_their_cap(engines, receiver):
+    body = {"name": "siem", "type": "http", "sink": {"httpEndpoint": receiver.url}}
+    made = race(*on_both(engines, lambda engine, n: lambda: engine.log_streams.create(body)))
+    assert unexpected(made, Conflict) == []
+    assert len(engines[0].log_streams.list()) == 3  # MAX_LOG_STREAMS
+    assert len([m for m in made if not isinstance(m, Exception)]) == 3
