@@ -62,6 +62,8 @@ class SecretStore:
         """Add new secrets; 409 when a name exists, 400 past the per-hook limit."""
         self._validate(values)
         with self.store.transaction() as db:
+            # Adds to one hook at once take turns: each counts what the one before added.
+            self.store.lock(db, f"secrets {hook_id}")
             existing = {r["name"] for r in db.execute(
                 "SELECT name FROM secrets WHERE hook_id = ?", (hook_id,))}
             clash = sorted(set(values) & existing)

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from hookengine import create_app
-from hookengine.errors import Conflict
+from hookengine.errors import Conflict, HookEngineError
 from hookengine.phone.errors import DeliveryRefused
 from hookengine.phone.idempotency import STALE_CLAIM_SECONDS, IdempotencyKeys
 from hookengine.phone.providers import DevOutbox, Message
@@ -220,3 +220,12 @@ def test_log_streams_never_pass_their_cap(engines, receiver):
     assert unexpected(made, Conflict) == []
     assert len(engines[0].log_streams.list()) == 3  # MAX_LOG_STREAMS
     assert len([m for m in made if not isinstance(m, Exception)]) == 3
+
+
+def test_a_hooks_secrets_never_pass_their_cap(engines, make_hook):
+    hook = make_hook()
+    limit = engines[0].secrets.max_secrets
+    added = race(*on_both(engines, lambda engine, n: lambda: engine.secrets.add(
+        hook["id"], {f"S{n}_{id(engine)}": "v"}), limit))
+    assert unexpected(added, HookEngineError) == []
+    assert len(engines[0].secrets.values(hook["id"])) == limit
