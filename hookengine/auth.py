@@ -42,18 +42,23 @@ class TokenStore:
 
     def create(self, scopes: list[str] | tuple[str, ...] = (), description: str = "") -> str:
         """Return a new token (shown once) holding `scopes`, or every scope when none."""
+        with self.store.transaction() as db:
+            return self.add(db, scopes, description)[1]
+
+    def add(self, db, scopes: list[str] | tuple[str, ...] = (),
+            description: str = "") -> tuple[str, str]:
+        """`create` within the caller's transaction `db`: (the new token's id, the token)."""
         scopes = list(scopes) or list(SCOPES)
         unknown = sorted(set(scopes) - set(SCOPES))
         if unknown:
             raise ValidationError("Unknown scope", [f"{s!r} is not one of {', '.join(SCOPES)}"
                                                     for s in unknown])
-        token = TOKEN_PREFIX + stdlib_secrets.token_urlsafe(32)
-        with self.store.transaction() as db:
-            db.execute("INSERT INTO tokens (id, token_hash, scopes, description, created_at) "
-                       "VALUES (?, ?, ?, ?, ?)",
-                       (str(ULID()), hash_token(token), " ".join(sorted(set(scopes))),
-                        description, utc_now()))
-        return token
+        token_id, token = str(ULID()), TOKEN_PREFIX + stdlib_secrets.token_urlsafe(32)
+        db.execute("INSERT INTO tokens (id, token_hash, scopes, description, created_at) "
+                   "VALUES (?, ?, ?, ?, ?)", (token_id, hash_token(token),
+                                              " ".join(sorted(set(scopes))), description,
+                                              utc_now()))
+        return token_id, token
 
     def list(self) -> list[dict]:
         rows = self.store.query("SELECT id, scopes, description, created_at, revoked_at "

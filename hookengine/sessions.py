@@ -66,16 +66,17 @@ class SessionStore:
     def create_link(self) -> str:
         """A one-time sign-in link's secret, good for LINK_SECONDS, for the UI's own token
         (every scope; made on first use, and again after it is revoked)."""
-        row = self.store.query_one("SELECT id FROM tokens WHERE description = ? AND "
-                                   "revoked_at IS NULL ORDER BY id DESC",
-                                   (UI_TOKEN_DESCRIPTION,))
-        if row is None:
-            self.tokens.create(SCOPES, UI_TOKEN_DESCRIPTION)  # its value is never shown
-            return self.create_link()
         link = stdlib_secrets.token_urlsafe(32)
         with self.store.transaction() as db:
+            # Looked up and made under a lock: first uses at once make one token, not several.
+            self.store.lock(db, UI_TOKEN_DESCRIPTION)
+            row = db.execute("SELECT id FROM tokens WHERE description = ? AND "
+                             "revoked_at IS NULL ORDER BY id DESC",
+                             (UI_TOKEN_DESCRIPTION,)).fetchone()
+            token_id = (row["id"] if row is not None  # its value is never shown
+                        else self.tokens.add(db, SCOPES, UI_TOKEN_DESCRIPTION)[0])
             db.execute("INSERT INTO sign_in_links (id_hash, token_id, expires_at) "
-                       "VALUES (?, ?, ?)", (hash_token(link), row["id"],
+                       "VALUES (?, ?, ?)", (hash_token(link), token_id,
                                             time.time() + LINK_SECONDS))
         return link
 

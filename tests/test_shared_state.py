@@ -229,3 +229,13 @@ def test_a_hooks_secrets_never_pass_their_cap(engines, make_hook):
         hook["id"], {f"S{n}_{id(engine)}": "v"}), limit))
     assert unexpected(added, HookEngineError) == []
     assert len(engines[0].secrets.values(hook["id"])) == limit
+
+
+def test_the_sign_in_token_is_made_once_and_a_link_signs_in_once(engines):
+    links = race(*on_both(engines, lambda engine, n: engine.sessions.create_link, 4))
+    assert unexpected(links) == []
+    tokens = [t for t in engines[0].tokens.list() if t["description"].startswith("hookengine ui")]
+    assert len(tokens) == 1
+    sessions = race(*on_both(engines, lambda engine, n: lambda: engine.sessions.redeem_link(
+        links[0]), 4))
+    assert unexpected(sessions) == [] and len([s for s in sessions if s]) == 1
