@@ -294,7 +294,12 @@ class PhoneConfig:
     # --- storage ---------------------------------------------------------------------------
 
     def _get(self, key: str, db=None):
+        """The document `key`; read in `db` (to be changed and written back), under a lock
+        that keeps other changes of it out until `db` ends, so none is lost. (A lock rather
+        than FOR UPDATE: a document still at its default has no row to lock.)"""
         sql, params = "SELECT value FROM phone_config WHERE key = ?", (key,)
+        if db is not None:
+            self.store.lock(db, f"phone_config {key}")
         row = (db.execute(sql, params).fetchone() if db is not None
                else self.store.query_one(sql, params))
         if row is None:

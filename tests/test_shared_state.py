@@ -239,3 +239,16 @@ def test_the_sign_in_token_is_made_once_and_a_link_signs_in_once(engines):
     sessions = race(*on_both(engines, lambda engine, n: lambda: engine.sessions.redeem_link(
         links[0]), 4))
     assert unexpected(sessions) == [] and len([s for s in sessions if s]) == 1
+
+
+def test_concurrent_settings_changes_are_all_kept(engines):
+    """PATCHes of different fields at once: each is applied to what the one before wrote."""
+    race(*on_both(engines, lambda engine, n: lambda: engine.phoneconfig.update_tenant(
+        {"flags": {f"flag_{n}_{id(engine)}": True}})))
+    assert len(engines[0].phoneconfig.tenant()["flags"]) >= 2 * THREADS
+    changes = race(*on_both(engines, lambda engine, n: lambda: engine.phoneconfig.
+                            update_delivery_settings({"allowed_countries": ["US"]}
+                                                     if n % 2 else {"bucket_size": 7})))
+    assert unexpected(changes) == []
+    settings = engines[1].phoneconfig.delivery_settings()
+    assert (settings["allowed_countries"], settings["bucket_size"]) == (["US"], 7)
