@@ -159,7 +159,8 @@ class BrandingStore:
         return [_provider(row) for row in rows if disabled in (None, bool(row["disabled"]))]
 
     def get_provider(self, provider_id: str) -> dict:
-        return _provider(self._provider_row(self.store.connection(), provider_id))
+        return _provider(self._provider_row(self.store.connection(), provider_id,
+                                            locked=False))
 
     def create_provider(self, data: dict) -> dict:
         """Store the tenant's provider; 409 when it has one (update that one instead)."""
@@ -168,6 +169,7 @@ class BrandingStore:
         now = utc_now()
         provider_id = _new_id("pro_")
         with self.store.transaction() as db:
+            self.store.lock(db, "phone_providers")  # creates at once: one 201, then 409s
             if db.execute("SELECT 1 FROM phone_providers WHERE channel = ?",
                           (CHANNEL,)).fetchone():
                 raise Conflict("Custom phone provider conflict: the tenant already has a phone "
@@ -204,9 +206,10 @@ class BrandingStore:
             self._provider_row(db, provider_id)
             db.execute("DELETE FROM phone_providers WHERE id = ?", (provider_id,))
 
-    def _provider_row(self, db, provider_id: str):
-        row = db.execute("SELECT * FROM phone_providers WHERE id = ?",
-                         (provider_id,)).fetchone()
+    def _provider_row(self, db, provider_id: str, locked: bool = True):
+        """The provider's row; `locked` (read to be changed in `db`): until `db` ends."""
+        row = db.execute("SELECT * FROM phone_providers WHERE id = ?"
+                         + (self.store.for_update if locked else ""), (provider_id,)).fetchone()
         if row is None:
             # Auth0's text for an unknown provider or template (the OAS says otherwise).
             raise NotFound("Notification Resource not found",
@@ -244,7 +247,8 @@ class BrandingStore:
         return [t for t in listed if disabled in (None, t["disabled"])]
 
     def get_template(self, template_id: str) -> dict:
-        return _template(self._template_row(self.store.connection(), template_id))
+        return _template(self._template_row(self.store.connection(), template_id,
+                                            locked=False))
 
     def create_template(self, data: dict) -> dict:
         """Store the template of a type; parts of the body not sent are the default's."""
@@ -255,6 +259,7 @@ class BrandingStore:
         now = utc_now()
         template_id = _new_id("tem_")
         with self.store.transaction() as db:
+            self.store.lock(db, f"phone_templates {data['type']}")  # one 201, then 409s
             if db.execute("SELECT 1 FROM phone_templates WHERE type = ?",
                           (data["type"],)).fetchone():
                 raise Conflict("Phone template already configured for tenant: a "
@@ -298,9 +303,10 @@ class BrandingStore:
         db.execute("UPDATE phone_templates SET content = ?, disabled = ?, updated_at = ? "
                    "WHERE id = ?", (json.dumps(content), bool(disabled), utc_now(), template_id))
 
-    def _template_row(self, db, template_id: str):
-        row = db.execute("SELECT * FROM phone_templates WHERE id = ?",
-                         (template_id,)).fetchone()
+    def _template_row(self, db, template_id: str, locked: bool = True):
+        """The template's row; `locked` (read to be changed in `db`): until `db` ends."""
+        row = db.execute("SELECT * FROM phone_templates WHERE id = ?"
+                         + (self.store.for_update if locked else ""), (template_id,)).fetchone()
         if row is None:
             raise NotFound("Notification Resource not found",
                            error_code="inexistent_phone_template")

@@ -252,3 +252,17 @@ def test_concurrent_settings_changes_are_all_kept(engines):
     assert unexpected(changes) == []
     settings = engines[1].phoneconfig.delivery_settings()
     assert (settings["allowed_countries"], settings["bucket_size"]) == (["US"], 7)
+
+
+def test_phone_templates_are_made_once_and_keep_every_change(engines):
+    made = race(*on_both(engines, lambda engine, n: lambda: engine.branding.create_template(
+        {"type": "otp_verify"}), 4))
+    assert unexpected(made, Conflict) == []
+    [template] = [m for m in made if not isinstance(m, Exception)]
+    # Each update changes one part of the body, as the one before left it.
+    parts = ("text", "voice")
+    race(*on_both(engines, lambda engine, n: lambda: engine.branding.update_template(
+        template["id"], {"content": {"body": {parts[n % 2]: f"{{{{ code }}}} {n} {id(engine)}"}}}),
+        4))
+    body = engines[0].branding.get_template(template["id"])["content"]["body"]
+    assert all(body[part] != template["content"]["body"][part] for part in parts), body
