@@ -285,8 +285,15 @@ def test_an_engine_killed_mid_run_keeps_the_lines_and_the_last_moment_alive(star
     server.kill()
     gate.open()
 
-    restarted = start_server()
-    [record] = restarted.call("GET", f"/hooks/{hook['id']}/executions").json()
+    # On SQLite the new server marks the run at start (it holds the data directory alone);
+    # on PostgreSQL once the dead node's lease has run out (here 1 s; 10 by default).
+    restarted = start_server(NODE_LEASE_SECONDS=1)
+    deadline = time.monotonic() + 10
+    while True:
+        [record] = restarted.call("GET", f"/hooks/{hook['id']}/executions").json()
+        if record["status"] != "running" or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert record["status"] == "interrupted"
     assert [(line["stream"], line["message"]) for line in record["logs"]] == [
         ("stdout", "first"),
