@@ -114,8 +114,9 @@ SETTINGS = (
             "identical nodes (then SECRET_KEY is required). Empty: SQLite in DATA_DIR."),
     Setting("DATABASE_DIRECT_URL", "", as_str,
             "With DATABASE_URL through a transaction-pooling PgBouncer: a URL straight to "
-            "PostgreSQL for the one connection per node that LISTENs for other nodes' log "
-            "lines (a pooler drops LISTEN). Empty: DATABASE_URL."),
+            "PostgreSQL for the connections that a pooler breaks: the one per node that "
+            "LISTENs for other nodes' log lines, and the one holding the log delivery "
+            "worker's lock. Empty: DATABASE_URL."),
     Setting("SECRET_KEY", "", as_str,
             "Fernet key that encrypts hook secrets at rest. Empty: a key file `secret.key` "
             "(mode 0600) is created in the data directory."),

@@ -16,6 +16,7 @@ import hashlib
 import itertools
 import logging
 import re
+import threading
 
 import psycopg
 import psycopg_pool
@@ -304,9 +305,14 @@ class PostgresStore:
     # rows read in order to be changed stay locked until the transaction ends.
     for_update = " FOR UPDATE"
 
-    def __init__(self, url: str, pool_size: int, data_dir=None):
+    def __init__(self, url: str, pool_size: int, data_dir=None, direct_url: str = ""):
         self.url = url
+        # Straight to PostgreSQL (DATABASE_DIRECT_URL) for what a transaction pooler breaks:
+        # a session lock must stay on one server connection.
+        self.direct_url = direct_url or url
         self.data_dir = data_dir
+        self._holders: dict[str, _Holder] = {}
+        self._holders_lock = threading.Lock()
         self.pool = psycopg_pool.ConnectionPool(
             url, min_size=1, max_size=pool_size, open=False, timeout=10,
             kwargs={"autocommit": True, "row_factory": _row_factory},
@@ -352,21 +358,14 @@ class PostgresStore:
     @contextlib.contextmanager
     def exclusive(self, name: str):
         """Whether this engine holds `name` for the block, alone among every node (see
-        store.Store.exclusive): a session advisory lock on a connection kept for the block,
-        which PostgreSQL drops if the node dies or its connection breaks."""
-        key = lock_key(name)
-        with self.pool.connection() as connection:
-            held = connection.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]
-            try:
-                yield held
-            finally:
-                if held:
-                    try:
-                        connection.execute("SELECT pg_advisory_unlock(%s)", (key,))
-                    except psycopg.Error:
-                        # Never back into the pool still holding it: ending the session
-                        # ends the lock.
-                        connection.close()
+        store.Store.exclusive): a session advisory lock, taken on a connection of its own
+        (kept for the next time) straight to PostgreSQL, since a session lock taken through a
+        transaction-pooling PgBouncer would stay on whichever server connection it landed
+        on. PostgreSQL drops it if the node dies or its connection breaks."""
+        with self._holders_lock:
+            holder = self._holders.setdefault(name, _Holder(self.direct_url, lock_key(name)))
+        with holder.hold() as held:
+            yield held
 
     def json_field(self, column: str, name: str) -> str:
         """See store.Store.json_field: the columns hold JSON as text."""
@@ -385,6 +384,8 @@ class PostgresStore:
             connection.execute("SELECT 1")
 
     def close(self) -> None:
+        for holder in self._holders.values():
+            holder.close()
         self.pool.close()
 
     def _migrate(self, db: _Transaction) -> None:
@@ -397,6 +398,53 @@ class PostgresStore:
             log.info("Migrating PostgreSQL schema to version %d", number)
             db.connection.execute(pgsql.SQL(script))  # psycopg runs several statements
             db.execute("INSERT INTO schema_version (version) VALUES (?)", (number,))
+
+
+class _Holder:
+    """One exclusive() lock of this process: its connection, and a thread lock, since a
+    session's advisory lock is granted again to the session that holds it."""
+
+    def __init__(self, url: str, key: int):
+        self.url, self.key = url, key
+        self.threads = threading.Lock()
+        self.connection: psycopg.Connection | None = None
+
+    @contextlib.contextmanager
+    def hold(self):
+        if not self.threads.acquire(blocking=False):
+            yield False  # another thread of this engine holds it
+            return
+        try:
+            held = self._try_lock()
+            try:
+                yield held
+            finally:
+                if held:
+                    self._unlock()
+        finally:
+            self.threads.release()
+
+    def _try_lock(self) -> bool:
+        try:
+            if self.connection is None or self.connection.closed:
+                self.connection = psycopg.connect(self.url, autocommit=True,
+                                                  connect_timeout=10)
+            return self.connection.execute("SELECT pg_try_advisory_lock(%s)",
+                                           (self.key,)).fetchone()[0]
+        except psycopg.Error:
+            self.close()  # a broken connection is not used again
+            raise
+
+    def _unlock(self) -> None:
+        try:
+            self.connection.execute("SELECT pg_advisory_unlock(%s)", (self.key,))
+        except psycopg.Error:
+            self.close()  # ending the session ends the lock
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
 
 
 class _Reader:

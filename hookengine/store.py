@@ -265,7 +265,7 @@ def open_store(settings: dict):
 
         # One connection per server thread, and a few for the heartbeat and background work.
         return PostgresStore(settings["DATABASE_URL"], settings["SERVER_THREADS"] + 4,
-                             settings["DATA_DIR"]).open()
+                             settings["DATA_DIR"], settings["DATABASE_DIRECT_URL"]).open()
     return Store(settings["DATA_DIR"]).open()
 
 

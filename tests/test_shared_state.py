@@ -266,3 +266,18 @@ def test_phone_templates_are_made_once_and_keep_every_change(engines):
         4))
     body = engines[0].branding.get_template(template["id"])["content"]["body"]
     assert all(body[part] != template["content"]["body"][part] for part in parts), body
+
+
+def test_the_delivery_lock_passes_on_when_its_holder_goes(engines, backend):
+    first, second = (engine.store for engine in engines)
+    with first.exclusive("log-delivery") as held:
+        assert held
+        with second.exclusive("log-delivery") as also:
+            assert not also
+        if backend == "postgresql":  # the node dies: its session ends, and the lock with it
+            first.query("SELECT pg_terminate_backend(pid, 5000) FROM pg_locks WHERE "
+                        "locktype = 'advisory' AND granted AND pid <> pg_backend_pid()")
+            with second.exclusive("log-delivery") as taken_over:
+                assert taken_over
+    with second.exclusive("log-delivery") as after:
+        assert after
