@@ -48,6 +48,18 @@ def read_db(url_or_data_dir, sql: str, params=()) -> list[tuple]:
         database.close()
 
 
+def wait_for(condition, what: str, seconds: float = 30):
+    """condition()'s first true value, asked every 50 ms; fails naming `what` after
+    `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def hookengine(*args: str, env: dict) -> str:
     """Run a CLI command to completion and return its stdout."""
     done = subprocess.run([sys.executable, "-m", "hookengine.cli", *args], env=env,

@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from serverprocess import ServerProcess
+from serverprocess import ServerProcess, wait_for
 from test_faults import children_of
-from test_serverlock import wait_for
 
 
 def test_healthz_answers_without_a_token(client):

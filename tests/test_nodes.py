@@ -14,7 +14,7 @@ import httpx
 import pytest
 import requests
 from auth0.management import Auth0
-from serverprocess import ServerProcess, free_port, read_db
+from serverprocess import ServerProcess, free_port, read_db, wait_for
 from test_faults import SLEEPER, payload
 
 LEASE = 2.0
@@ -64,16 +64,6 @@ def run_in_background(node: ServerProcess, hook: dict, milliseconds: int | None)
     answer["thread"] = threading.Thread(target=call, daemon=True)
     answer["thread"].start()
     return answer
-
-
-def wait_for(condition, what: str, seconds: float = 20):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def running(url: str) -> list[tuple]:

@@ -9,7 +9,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from hookengine.config import load_settings
 from hookengine.engine import Engine
 from hookengine.errors import DataDirInUse
 from hookengine.serverlock import ServerLock, socket_dir
-from serverprocess import ServerProcess, free_port, hookengine, read_db
+from serverprocess import ServerProcess, free_port, hookengine, read_db, wait_for
 from test_faults import SLEEPER, children_of, payload, wait_gone
 
 
@@ -30,16 +29,6 @@ def serve(env: dict, *args: str) -> subprocess.CompletedProcess:
     """`hookengine serve` expected to refuse to start: its exit and what it printed."""
     return subprocess.run([sys.executable, "-m", "hookengine.cli", "serve", *args], env=env,
                           capture_output=True, text=True, timeout=120)
-
-
-def wait_for(condition, what: str, seconds: float = 30):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def statuses(data_dir) -> dict[str, tuple]:
