@@ -93,9 +93,10 @@ class Runner:
         self.draining = threading.Event()  # set by a stopping server: no new runs
 
     def run(self, hook: dict, payload=None, source: str = "test", script: str | None = None,
-            dependencies: dict | None = None) -> dict:
-        """Execute a stored hook (or a draft `script` of it, never saved) with its secrets."""
-        with self.slot():
+            dependencies: dict | None = None, *, held: bool = False) -> dict:
+        """Execute a stored hook (or a draft `script` of it, never saved) with its secrets.
+        `held`: the caller holds a run slot already (`slot()`), taken before its own work."""
+        with contextlib.nullcontext() if held else self.slot():
             plan = self.prepare(hook, self.secrets.values(hook["id"]), payload, script,
                                 dependencies)
             return self.record(plan, source)

@@ -249,6 +249,26 @@ def test_a_failing_hook_is_502_with_its_execution(configure, send, logs, make_ho
     assert logs.types == ["gd_send_sms_failure"]
 
 
+def test_a_busy_node_refuses_a_hook_delivery_before_taking_or_logging_anything(
+        engine, configure, send, logs, make_hook):
+    make_hook(script="def send_phone_message(recipient, text, context):\n    return {}\n")
+    configure(provider="phone-message-hook", bucket_size=1)
+    slots = [engine.runner.slot() for _ in range(engine.runner.max_runs)]
+    for slot in slots:  # every run slot busy
+        slot.__enter__()
+    try:
+        busy = send(extra_headers={"Idempotency-Key": "k3"})
+    finally:
+        for slot in slots:
+            slot.__exit__(None, None, None)
+    assert (busy.status_code, busy.json["errorCode"]) == (503, "node_busy")
+    assert busy.headers["Retry-After"] == "1"
+    assert logs.types == []  # nothing logged, and no token of the bucket of one taken:
+    sent = send(extra_headers={"Idempotency-Key": "k3"})  # the key was not kept either
+    assert sent.status_code == 200 and sent.headers["X-RateLimit-Remaining"] == "0"
+    assert logs.types == ["gd_send_sms"]
+
+
 def test_no_enabled_hook_is_404(configure, send, logs, make_hook):
     make_hook(enabled=False)
     configure(provider="phone-message-hook")

@@ -3,6 +3,7 @@ validate, check the factor, rate-limit, choose the provider, render, deliver, lo
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import ipaddress
 import secrets
@@ -44,6 +45,9 @@ DELIVERY_BODY = {
     },
 }
 E164_PATTERN = r"^\+[1-9][0-9]{1,14}$"
+# The providers that send through the send-phone-message hook (Guardian's name, and the
+# Unified Phone Experience's).
+HOOK_PROVIDERS = ("phone-message-hook", "custom")
 
 
 @dataclass
@@ -108,14 +112,20 @@ class Delivery:
         return cls(engine.store, engine.settings, engine.hooks, engine.runner, engine.logs)
 
     def deliver(self, config: DeliveryConfig, body, hostname: str = "") -> tuple[dict, dict]:
-        """Deliver one code: (answer, headers), or DeliveryRefused (its failure logged)."""
-        attempt = Attempt(config, body if isinstance(body, dict) else {}, hostname)
-        try:
-            return self._deliver(attempt)
-        except DeliveryRefused as refusal:
-            refusal.headers = refusal.headers or attempt.headers  # X-RateLimit-* once taken
-            self.log_failure(attempt, refusal)
-            raise
+        """Deliver one code: (answer, headers), or DeliveryRefused (its failure logged).
+
+        A delivery through the hook holds its run slot from the start: on a node whose
+        slots are all busy it is NodeBusy (503) before a token is taken or anything sent or
+        logged, so the caller may send it to another node."""
+        attempt = Attempt(config, body if isinstance(body, dict) else {}, hostname,
+                          held=provider_of(config) in HOOK_PROVIDERS)
+        with self.hook.slot() if attempt.held else contextlib.nullcontext():
+            try:
+                return self._deliver(attempt)
+            except DeliveryRefused as refusal:
+                refusal.headers = refusal.headers or attempt.headers  # X-RateLimit-* once taken
+                self.log_failure(attempt, refusal)
+                raise
 
     def refuse_unreadable(self, config: DeliveryConfig, error: HookEngineError,
                           hostname: str = "") -> None:
@@ -137,7 +147,7 @@ class Delivery:
                 429, f"too_many_{kind}", "You have exceeded the maximum number of phone "
                 "messages per hour. Wait a few minutes and try again.", headers=attempt.headers)
         attempt.provider = provider_of(config)
-        if attempt.provider in ("phone-message-hook", "custom"):
+        if attempt.provider in HOOK_PROVIDERS:
             self.hook.enabled_hook()  # 404 before rendering, as the trigger route answers
         message = compose(config, body)
         try:
@@ -195,7 +205,7 @@ class Delivery:
                     self._trial_expired(config)
         if provider == "twilio":
             return self.twilio.send(twilio_settings(config), message)
-        return self.hook.send(message)
+        return self.hook.send(message, held=attempt.held)
 
     @staticmethod
     def _trial_expired(config: DeliveryConfig) -> None:
@@ -227,6 +237,7 @@ class Attempt:
     config: DeliveryConfig
     body: dict
     hostname: str
+    held: bool = False  # a run slot, for a delivery through the hook (see deliver)
     provider: str | None = None
     headers: dict = field(default_factory=dict)
 
@@ -298,8 +309,10 @@ def _upe_method(message_type: str) -> str:
     return "text" if message_type == "sms" else "voice"
 
 
-def provider_of(config: DeliveryConfig) -> str:
-    return config.upe_provider["name"] if config.consolidated else config.provider
+def provider_of(config: DeliveryConfig) -> str | None:
+    """The provider's name; None when the tenant-level one is not configured (check_channel
+    refuses a delivery then)."""
+    return (config.upe_provider or {}).get("name") if config.consolidated else config.provider
 
 
 def twilio_settings(config: DeliveryConfig) -> dict:

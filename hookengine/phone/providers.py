@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from xml.sax.saxutils import escape, quoteattr
 
 from hookengine.clock import utc_now
-from hookengine.errors import HookEngineError
+from hookengine.errors import HookEngineError, NodeBusy
 from hookengine.phone.errors import DeliveryRefused, ProviderFailed
 from hookengine.phone.templates import PAUSE, plain
 from hookengine.sandbox import EgressDenied, EgressGuard, EgressPolicy, Status
@@ -190,12 +190,19 @@ class HookSender:
                 "enable one with PATCH /api/v2/hooks/{id} {\"enabled\": true}.")
         return hook
 
-    def send(self, message: Message) -> Sent:
+    def slot(self):
+        """One of the node's run slots, for a delivery to hold from its start (Runner.slot)."""
+        return self.runner.slot()
+
+    def send(self, message: Message, held: bool = False) -> Sent:
+        """Run the hook; `held`: the caller holds a run slot for it already."""
         hook = self.enabled_hook()
         payload = {"recipient": message.recipient, "text": plain(message.text),
                    "context": message.context}
         try:
-            record = self.runner.run(hook, payload, source="trigger")
+            record = self.runner.run(hook, payload, source="trigger", held=held)
+        except NodeBusy:
+            raise  # not the provider's failure: this node's, and a retry elsewhere is safe
         except HookEngineError as error:  # a secret not set, dependencies not installable
             raise ProviderFailed(error.error_code, error.message) from None
         if record["status"] != Status.SUCCESS:
