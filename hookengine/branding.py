@@ -23,6 +23,9 @@ from hookengine.validation import schema_problems
 CHANNEL = "phone"
 PROVIDER_NAMES = ("twilio", "custom")
 DELIVERY_METHODS = ("text", "voice")
+# Each kind of row: its table, and the error code of an id it does not hold.
+_KINDS = {"provider": ("phone_providers", "inexistent_phone_provider"),
+          "template": ("phone_templates", "inexistent_phone_template")}
 TEMPLATE_TYPES = ("otp_verify", "otp_enroll", "change_password", "blocked_account",
                   "password_breach")
 
@@ -159,8 +162,8 @@ class BrandingStore:
         return [_provider(row) for row in rows if disabled in (None, bool(row["disabled"]))]
 
     def get_provider(self, provider_id: str) -> dict:
-        return _provider(self._provider_row(self.store.connection(), provider_id,
-                                            locked=False))
+        return _provider(self._row(self.store.connection(), "provider", provider_id,
+                                   locked=False))
 
     def create_provider(self, data: dict) -> dict:
         """Store the tenant's provider; 409 when it has one (update that one instead)."""
@@ -187,7 +190,7 @@ class BrandingStore:
         """Change the fields sent; the result must still be a usable provider."""
         _check(PROVIDER_UPDATE, data, "Invalid phone provider")
         with self.store.transaction() as db:
-            row = self._provider_row(db, provider_id)
+            row = self._row(db, "provider", provider_id)
             name = data.get("name", row["name"])
             configuration = data.get("configuration", json.loads(row["configuration"]))
             # Credentials belong to the kind of provider: a new kind starts without them.
@@ -203,17 +206,18 @@ class BrandingStore:
 
     def delete_provider(self, provider_id: str) -> None:
         with self.store.transaction() as db:
-            self._provider_row(db, provider_id)
+            self._row(db, "provider", provider_id)
             db.execute("DELETE FROM phone_providers WHERE id = ?", (provider_id,))
 
-    def _provider_row(self, db, provider_id: str, locked: bool = True):
-        """The provider's row; `locked` (read to be changed in `db`): until `db` ends."""
-        row = db.execute("SELECT * FROM phone_providers WHERE id = ?"
-                         + (self.store.for_update if locked else ""), (provider_id,)).fetchone()
+    def _row(self, db, kind: str, row_id: str, locked: bool = True):
+        """The row of a provider or template (`kind`); `locked` (read to be changed in
+        `db`): until `db` ends."""
+        table, error_code = _KINDS[kind]
+        row = db.execute(f"SELECT * FROM {table} WHERE id = ?"
+                         + (self.store.for_update if locked else ""), (row_id,)).fetchone()
         if row is None:
             # Auth0's text for an unknown provider or template (the OAS says otherwise).
-            raise NotFound("Notification Resource not found",
-                           error_code="inexistent_phone_provider")
+            raise NotFound("Notification Resource not found", error_code=error_code)
         return row
 
     def _encrypt(self, credentials: dict) -> bytes:
@@ -247,8 +251,8 @@ class BrandingStore:
         return [t for t in listed if disabled in (None, t["disabled"])]
 
     def get_template(self, template_id: str) -> dict:
-        return _template(self._template_row(self.store.connection(), template_id,
-                                            locked=False))
+        return _template(self._row(self.store.connection(), "template", template_id,
+                                   locked=False))
 
     def create_template(self, data: dict) -> dict:
         """Store the template of a type; parts of the body not sent are the default's."""
@@ -276,7 +280,7 @@ class BrandingStore:
         _check(TEMPLATE_UPDATE, data, "Invalid phone template")
         sent = data.get("content", {})
         with self.store.transaction() as db:
-            row = self._template_row(db, template_id)
+            row = self._row(db, "template", template_id)
             content = json.loads(row["content"])
             body = {**content["body"], **sent.get("body", {})}
             _check_liquid(body)
@@ -288,7 +292,7 @@ class BrandingStore:
     def reset_template(self, template_id: str) -> dict:
         """Back to the type's default body; `from` and `disabled` are kept (as Auth0)."""
         with self.store.transaction() as db:
-            row = self._template_row(db, template_id)
+            row = self._row(db, "template", template_id)
             content = json.loads(row["content"])
             self._write_template(db, template_id, _stored_content(
                 content.get("from"), dict(DEFAULT_BODIES[row["type"]])), bool(row["disabled"]))
@@ -296,22 +300,12 @@ class BrandingStore:
 
     def delete_template(self, template_id: str) -> None:
         with self.store.transaction() as db:
-            self._template_row(db, template_id)
+            self._row(db, "template", template_id)
             db.execute("DELETE FROM phone_templates WHERE id = ?", (template_id,))
 
     def _write_template(self, db, template_id: str, content: dict, disabled: bool) -> None:
         db.execute("UPDATE phone_templates SET content = ?, disabled = ?, updated_at = ? "
                    "WHERE id = ?", (json.dumps(content), bool(disabled), utc_now(), template_id))
-
-    def _template_row(self, db, template_id: str, locked: bool = True):
-        """The template's row; `locked` (read to be changed in `db`): until `db` ends."""
-        row = db.execute("SELECT * FROM phone_templates WHERE id = ?"
-                         + (self.store.for_update if locked else ""), (template_id,)).fetchone()
-        if row is None:
-            raise NotFound("Notification Resource not found",
-                           error_code="inexistent_phone_template")
-        return row
-
 
 def default_template(type: str) -> dict:
     """The built-in template of `type`, as Auth0 lists one: no id, `from` empty."""
