@@ -54,6 +54,7 @@ class Nodes:
                        f"(?, ?, ?, {self.store.epoch}, {self.store.epoch})",
                        (self.id, socket.gethostname(), os.getpid()))
         self.last_beat = time.monotonic()
+        self._forget()
         marked = self.reap(everyone_else=alone)
         self._thread = threading.Thread(target=self._run, name="hookengine-heartbeat",
                                         daemon=True)
@@ -105,15 +106,19 @@ class Nodes:
         except self.store.errors as error:
             log.warning("Could not remove node %s: %s", self.id, error)
 
+    def _forget(self) -> None:
+        """Delete the rows of nodes gone for FORGET_SECONDS (at start: nodes come and go
+        far more slowly than they heartbeat)."""
+        with self.store.transaction() as db:
+            db.execute(f"DELETE FROM nodes WHERE heartbeat_at < {self.store.epoch} - ? "
+                       "AND id NOT IN (SELECT node_id FROM executions WHERE status = "
+                       "'running' AND node_id IS NOT NULL)", (FORGET_SECONDS,))
+
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
                 self.beat()
                 self.reap()
-                with self.store.transaction() as db:
-                    db.execute(f"DELETE FROM nodes WHERE heartbeat_at < {self.store.epoch} - ? "
-                               "AND id NOT IN (SELECT node_id FROM executions WHERE status = "
-                               "'running' AND node_id IS NOT NULL)", (FORGET_SECONDS,))
             except self.store.errors as error:
                 self.beat_error = str(error).strip()
                 log.warning("Node %s: heartbeat failed: %s", self.id, self.beat_error)
