@@ -41,6 +41,13 @@ def test_the_check_says_what_the_block_declares(client, headers):
         "secrets": ["SID"], "optional_secrets": ["FROM"], "dependencies": {"twilio": "==9.13.0"}}
 
 
+def test_a_nul_byte_is_refused_without_a_line_of_none(client, headers):
+    script = "def send_phone_message(recipient, text, context):\n    return '\x00'\n"
+    assert check(client, headers, script=script, triggerId="send-phone-message")["problems"] == [
+        {"line": 1, "column": None, "end_column": None, "source": "compile",
+         "message": "SyntaxError: source code string cannot contain null bytes"}]
+
+
 def test_a_syntax_error_has_its_line_and_column(client, headers):
     script = "def send_phone_message(recipient, text, context):\n    return g(x\n"
     assert check(client, headers, script=script, triggerId="send-phone-message")["problems"] == [

@@ -229,8 +229,10 @@ def compile_hook(source: str, filename: str, max_bytes: int, max_depth: int,
     try:
         tree = ast.parse(source, filename)
     except SyntaxError as error:
+        # A NUL byte anywhere is refused before parsing, with no line to name.
+        where = f"Line {error.lineno}: " if error.lineno else ""
         return CompileResult(None, (Problem.of_syntax_error(
-            f"Line {error.lineno}: SyntaxError: {error.msg}", error),))
+            f"{where}SyntaxError: {error.msg}", error),))
     except (RecursionError, MemoryError, ValueError) as error:
         return refused(f"The script cannot be parsed: {type(error).__name__} "
                        "(nested too deeply?)")
